@@ -1,0 +1,49 @@
+/* th: test harness for integration tests that run the real binaries on ephemeral ports.
+ *
+ * th_proc_start() runs a binary with --ready-file pointing into a fresh temp directory and
+ * waits until the process wrote it (all listeners bound); ports are then read from it. */
+#ifndef TH_H
+#define TH_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define TH_MAX_ARGS 48
+
+typedef struct {
+    pid_t pid;
+    char ready_path[512];
+    char log_path[512]; /* the child's stderr (JSON log lines) */
+    char *ready_json;   /* contents of the ready file, malloc'd */
+} th_proc_t;
+
+/* Path of a built binary: $TIGRESS_BIN_DIR/<name> (set by ctest), e.g. "mailbox-store". */
+const char *th_bin(const char *name, char *buf, size_t cap);
+
+/* A fresh directory under $TMPDIR; path written to |buf|. Returns 0 or -1. */
+int th_tempdir(const char *prefix, char *buf, size_t cap);
+
+/* Removes a directory tree (rm -rf). */
+void th_rmtree(const char *path);
+
+/* Starts |argv| (NULL-terminated; argv[0] is the binary path) with "--ready-file=..." added and
+ * waits up to |timeout_ms| for the ready file. Returns 0 or -1 (the process is then killed). */
+int th_proc_start(th_proc_t *p, char *const argv[], int timeout_ms);
+
+/* Integer field |key| of the ready JSON (e.g. "grpc_port"), or -1. */
+int th_proc_port(const th_proc_t *p, const char *key);
+
+/* Sends |sig|, waits up to |timeout_ms| for exit. Returns the exit status as from waitpid
+ * (use WIFEXITED etc.), or -1 on timeout (then the process is SIGKILLed and reaped). */
+int th_proc_stop(th_proc_t *p, int sig, int timeout_ms);
+
+/* SIGKILL and reap, no questions. */
+void th_proc_kill9(th_proc_t *p);
+
+/* Milliseconds on a monotonic clock. */
+long long th_now_ms(void);
+
+/* Reads a whole file; malloc'd, NUL-terminated, or NULL. */
+char *th_read_file(const char *path, size_t *len);
+
+#endif
