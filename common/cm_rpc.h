@@ -32,6 +32,9 @@ int cm_rpc_signals_wait(void (*on_usr1)(void *), void *arg);
 void cm_rpc_init(void);     /* grpc_init() */
 void cm_rpc_shutdown(void); /* grpc_shutdown() */
 
+/* "OK", "NOT_FOUND", ... for logs and error mapping; "UNKNOWN" for codes out of range. */
+const char *cm_rpc_code_name(grpc_status_code code);
+
 /* ---- server ----------------------------------------------------------------------------- */
 
 typedef struct cm_rpc_server cm_rpc_server_t;
@@ -46,11 +49,15 @@ typedef grpc_status_code (*cm_rpc_handler_fn)(cm_rpc_call_t *call, void *user,
 
 typedef struct {
     const char *listen;   /* "127.0.0.1:7001"; port 0 picks a free port */
-    int workers;          /* handler threads; default 1 (see note P13) */
-    int drain_timeout_ms; /* cm_rpc_server_stop: longest wait for in-flight calls */
+    int workers;          /* handler threads sharing one CQ; <= 0 means 1 (see note P13) */
+    int drain_timeout_ms; /* cm_rpc_server_stop: longest wait for in-flight calls; <= 0 means
+                             5000 */
 } cm_rpc_server_opts_t;
 
-/* Creates a server. Health answers SERVING for "" until told otherwise. Returns 0 or -1. */
+/* Creates a server. Health answers SERVING for "" until told otherwise. Requests with no
+ * message or one that does not parse as the method's request type get INVALID_ARGUMENT before
+ * the handler runs; unknown methods (also Health/Watch) get UNIMPLEMENTED. The port is bound
+ * without SO_REUSEPORT, so a port in use makes cm_rpc_server_start fail. Returns 0 or -1. */
 int cm_rpc_server_new(const cm_rpc_server_opts_t *opts, cm_rpc_server_t **out);
 
 /* Registers a unary method. Call before cm_rpc_server_start. Returns 0 or -1. */
@@ -67,7 +74,10 @@ int cm_rpc_server_start(cm_rpc_server_t *s, int *port);
 void cm_rpc_server_set_health(cm_rpc_server_t *s, const char *service, int serving);
 
 /* Marks every service NOT_SERVING, stops accepting, waits for in-flight calls up to the drain
- * timeout, cancels what is left, and joins the workers. Idempotent. */
+ * timeout, cancels what is left, and joins the workers. Idempotent and thread-safe, but never
+ * call it from a handler (it joins the worker running it). A handler still running when the
+ * drain timeout passes holds stop until it returns: handlers that may block long should watch
+ * cm_rpc_remaining_ms(). */
 void cm_rpc_server_stop(cm_rpc_server_t *s);
 
 /* Stops if needed and frees. */
@@ -108,11 +118,16 @@ const char *cm_rpc_channel_target(const cm_rpc_channel_t *ch);
 
 typedef struct {
     int64_t timeout_ms;     /* required, > 0 */
-    const char *request_id; /* sent as "x-request-id"; may be NULL */
+    const char *request_id; /* sent as "x-request-id" (printable ASCII kept, at most 128
+                               bytes); may be NULL */
 } cm_rpc_call_opts_t;
 
-/* Blocking unary call. On return st->code is the call's status; on GRPC_STATUS_OK *resp holds
- * the response (free with protobuf_c_message_free_unpacked(*resp, NULL)), else *resp is NULL.
+/* Blocking unary call, safe from any number of threads at once on one channel. On return
+ * st->code is the call's status; on GRPC_STATUS_OK *resp holds the response (free with
+ * protobuf_c_message_free_unpacked(*resp, NULL)), else *resp is NULL. A backend that is down
+ * gives UNAVAILABLE at once (calls do not wait for the channel to become ready); a call that
+ * outlives opts->timeout_ms gives DEADLINE_EXCEEDED; bad arguments give INVALID_ARGUMENT
+ * without a call. The channel reconnects on its own, with backoff capped at 1 s.
  * Returns 0 when st->code is OK, -1 otherwise. */
 int cm_rpc_call(cm_rpc_channel_t *ch, const char *path, const ProtobufCMessage *req,
                 const ProtobufCMessageDescriptor *resp_desc, const cm_rpc_call_opts_t *opts,
@@ -127,7 +142,8 @@ typedef struct cm_rpc_async cm_rpc_async_t;
 typedef void (*cm_rpc_done_fn)(void *user, const cm_rpc_status_t *st, ProtobufCMessage *resp);
 
 int cm_rpc_async_new(cm_rpc_async_t **out);
-/* Cancels what is in flight (callbacks still run, with CANCELLED), joins the poller. */
+/* Cancels what is in flight (callbacks still run, with CANCELLED), joins the poller. Never
+ * call it from a callback; cm_rpc_call_async from a callback is fine. */
 void cm_rpc_async_del(cm_rpc_async_t *a);
 
 /* Starts a call; |req| is packed before return, so the caller may free it at once. Returns 0

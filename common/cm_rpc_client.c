@@ -1,0 +1,430 @@
+/* cm_rpc client: channels, blocking calls, asynchronous calls and the health check helper.
+ * Pitfall numbers (P1..P13) refer to ../shared/notes/grpc-core-c.md. */
+#include "cm_rpc.h"
+#include "cm_rpc_internal.h"
+
+#include "cm_log.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+struct cm_rpc_channel {
+    char *target;          /* owned */
+    grpc_channel *channel; /* owned */
+};
+
+/* ---- channels ----------------------------------------------------------------------------- */
+
+int cm_rpc_channel_new(const char *target, const cm_rpc_channel_opts_t *opts,
+                       cm_rpc_channel_t **out)
+{
+    *out = NULL;
+    if (!target || !*target)
+        return -1;
+    cm_rpc_channel_t *ch = calloc(1, sizeof(*ch));
+    if (!ch)
+        return -1;
+    ch->target = strdup(target);
+    if (!ch->target)
+        goto fail;
+
+    /* Reconnect fast when a backend comes back (restarts, rolling updates): the default backoff
+     * grows to 120 s, during which every call fails with UNAVAILABLE. Keepalive pings notice a
+     * peer that vanished without a FIN; the server side allows them (cm_rpc_server_new).
+     * GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is deliberately left alone: core uses it as the connect
+     * timeout, and 100 ms made connects on a loaded machine fail with UNAVAILABLE. */
+    grpc_arg args[7];
+    int n = 0;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+    args[n++].value.integer = 100;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+    args[n++].value.integer = 1000;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = GRPC_ARG_KEEPALIVE_TIME_MS;
+    args[n++].value.integer = 20000;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
+    args[n++].value.integer = 10000;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
+    args[n++].value.integer = 1;
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA;
+    args[n++].value.integer = 0;
+    if (opts && opts->lb_policy && *opts->lb_policy) {
+        args[n].type = GRPC_ARG_STRING;
+        args[n].key = GRPC_ARG_LB_POLICY_NAME;
+        args[n++].value.string = (char *)opts->lb_policy;
+    }
+    grpc_channel_args cargs = {.num_args = (size_t)n, .args = args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    ch->channel = grpc_channel_create(target, creds, &cargs);
+    grpc_channel_credentials_release(creds);
+    if (!ch->channel)
+        goto fail;
+    *out = ch;
+    return 0;
+fail:
+    cm_rpc_channel_del(ch);
+    return -1;
+}
+
+void cm_rpc_channel_del(cm_rpc_channel_t *ch)
+{
+    if (!ch)
+        return;
+    if (ch->channel)
+        grpc_channel_destroy(ch->channel);
+    free(ch->target);
+    free(ch);
+}
+
+const char *cm_rpc_channel_target(const cm_rpc_channel_t *ch)
+{
+    return ch->target;
+}
+
+/* ---- one client call ---------------------------------------------------------------------- */
+
+/* Everything a unary client call needs until its single batch completes. */
+typedef struct ccall {
+    grpc_call *call; /* owned ref */
+    grpc_op ops[6];
+    grpc_metadata md[1];
+    size_t nmd;
+    grpc_byte_buffer *send_bb; /* owned */
+    grpc_byte_buffer *recv_bb; /* owned once the batch completes */
+    grpc_metadata_array init_md, trail_md;
+    grpc_status_code status;
+    grpc_slice details;       /* owned once the batch completes */
+    const char *error_string; /* owned (gpr_free) once the batch completes */
+    const ProtobufCMessageDescriptor *resp_desc;
+
+    /* async only */
+    cm_rpc_async_t *async;
+    cm_rpc_done_fn done;
+    void *user;
+    struct ccall *prev, *next; /* in-flight list of the cm_rpc_async_t */
+} ccall_t;
+
+static void status_set(cm_rpc_status_t *st, grpc_status_code code, const char *msg)
+{
+    if (!st)
+        return;
+    st->code = code;
+    snprintf(st->message, sizeof(st->message), "%s", msg ? msg : "");
+}
+
+/* Creates the call on |cq| and starts its one batch with all six client ops. Returns 0, or -1
+ * with |st| set and nothing left to clean but what ccall_release frees. */
+static int ccall_start(ccall_t *cc, cm_rpc_channel_t *ch, grpc_completion_queue *cq,
+                       const char *path, const ProtobufCMessage *req,
+                       const ProtobufCMessageDescriptor *resp_desc, const cm_rpc_call_opts_t *opts,
+                       cm_rpc_status_t *st)
+{
+    grpc_metadata_array_init(&cc->init_md);
+    grpc_metadata_array_init(&cc->trail_md);
+    cc->details = grpc_empty_slice();
+    cc->resp_desc = resp_desc;
+    if (!ch || !path || !req || !resp_desc || !opts || opts->timeout_ms <= 0) {
+        status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "bad call arguments");
+        return -1;
+    }
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                         gpr_time_from_millis(opts->timeout_ms, GPR_TIMESPAN));
+    /* The method slice only needs to live through create_call. */
+    cc->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                        grpc_slice_from_static_string(path), NULL, deadline, NULL);
+    if (!cc->call) {
+        status_set(st, GRPC_STATUS_INTERNAL, "cannot create call");
+        return -1;
+    }
+    cc->send_bb = cm_rpc__pack(req);
+    if (opts->request_id && *opts->request_id) {
+        /* Core rejects the whole batch for a header value with control or non-ASCII bytes, so
+         * keep only printable ASCII (and at most 128 of them, as the server does). */
+        char rid[129];
+        size_t j = 0;
+        for (const unsigned char *p = (const unsigned char *)opts->request_id;
+             *p && j < sizeof(rid) - 1; p++)
+            if (*p >= 0x20 && *p < 0x7f)
+                rid[j++] = (char)*p;
+        rid[j] = '\0';
+        if (j > 0) {
+            cc->md[0].key = grpc_slice_from_static_string("x-request-id");
+            cc->md[0].value = grpc_slice_from_copied_buffer(rid, j);
+            cc->nmd = 1;
+        }
+    }
+
+    grpc_op *op = cc->ops;
+    memset(cc->ops, 0, sizeof(cc->ops));
+    /* No GRPC_INITIAL_METADATA_WAIT_FOR_READY: a call to a backend that is down fails at once
+     * with UNAVAILABLE instead of waiting out its deadline. */
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    op->data.send_initial_metadata.count = cc->nmd;
+    op->data.send_initial_metadata.metadata = cc->nmd ? cc->md : NULL;
+    op++;
+    op->op = GRPC_OP_SEND_MESSAGE;
+    op->data.send_message.send_message = cc->send_bb;
+    op++;
+    op->op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    op++;
+    op->op = GRPC_OP_RECV_INITIAL_METADATA;
+    op->data.recv_initial_metadata.recv_initial_metadata = &cc->init_md;
+    op++;
+    op->op = GRPC_OP_RECV_MESSAGE;
+    op->data.recv_message.recv_message = &cc->recv_bb;
+    op++;
+    op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op->data.recv_status_on_client.trailing_metadata = &cc->trail_md;
+    op->data.recv_status_on_client.status = &cc->status;
+    op->data.recv_status_on_client.status_details = &cc->details;
+    op->data.recv_status_on_client.error_string = &cc->error_string;
+    op++;
+    grpc_call_error e = grpc_call_start_batch(cc->call, cc->ops, (size_t)(op - cc->ops), cc, NULL);
+    if (e != GRPC_CALL_OK) {
+        status_set(st, GRPC_STATUS_INTERNAL, grpc_call_error_to_string(e));
+        return -1;
+    }
+    return 0;
+}
+
+/* Frees everything the call holds (not |cc| itself). */
+static void ccall_release(ccall_t *cc)
+{
+    if (cc->call)
+        grpc_call_unref(cc->call);
+    cc->call = NULL;
+    if (cc->send_bb)
+        grpc_byte_buffer_destroy(cc->send_bb);
+    cc->send_bb = NULL;
+    if (cc->recv_bb)
+        grpc_byte_buffer_destroy(cc->recv_bb);
+    cc->recv_bb = NULL;
+    if (cc->nmd)
+        grpc_slice_unref(cc->md[0].value);
+    cc->nmd = 0;
+    grpc_metadata_array_destroy(&cc->init_md);
+    grpc_metadata_array_destroy(&cc->trail_md);
+    grpc_slice_unref(cc->details);
+    cc->details = grpc_empty_slice();
+    if (cc->error_string)
+        gpr_free((void *)cc->error_string);
+    cc->error_string = NULL;
+}
+
+/* Turns a completed batch into status + response. |ok| is the batch's success flag. */
+static ProtobufCMessage *ccall_result(ccall_t *cc, int ok, cm_rpc_status_t *st)
+{
+    if (!ok) {
+        /* Only happens when core could not run the batch at all. */
+        status_set(st, GRPC_STATUS_INTERNAL, "call batch failed");
+        return NULL;
+    }
+    char msg[sizeof(st->message)];
+    size_t n = GRPC_SLICE_LENGTH(cc->details);
+    if (n >= sizeof(msg))
+        n = sizeof(msg) - 1;
+    memcpy(msg, GRPC_SLICE_START_PTR(cc->details), n);
+    msg[n] = '\0';
+    if (cc->status != GRPC_STATUS_OK) {
+        status_set(st, cc->status, msg);
+        return NULL;
+    }
+    if (!cc->recv_bb) {
+        status_set(st, GRPC_STATUS_INTERNAL, "OK status without a response message");
+        return NULL;
+    }
+    ProtobufCMessage *resp = cm_rpc__unpack(cc->resp_desc, cc->recv_bb);
+    if (!resp) {
+        status_set(st, GRPC_STATUS_INTERNAL, "malformed response message");
+        return NULL;
+    }
+    status_set(st, GRPC_STATUS_OK, "");
+    return resp;
+}
+
+/* ---- blocking calls ----------------------------------------------------------------------- */
+
+int cm_rpc_call(cm_rpc_channel_t *ch, const char *path, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *resp_desc, const cm_rpc_call_opts_t *opts,
+                ProtobufCMessage **resp, cm_rpc_status_t *st)
+{
+    cm_rpc_status_t local;
+    if (!st)
+        st = &local;
+    if (resp)
+        *resp = NULL;
+    /* A CQ per call: any number of threads may block here at once, with exactly one plucker
+     * per CQ (the 6-pluckers limit of P10 never applies). */
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    ccall_t cc;
+    memset(&cc, 0, sizeof(cc));
+    ProtobufCMessage *r = NULL;
+    if (ccall_start(&cc, ch, cq, path, req, resp_desc, opts, st) == 0) {
+        /* Core itself ends the call at its deadline, so waiting without a bound is safe. */
+        grpc_event ev;
+        do {
+            ev = grpc_completion_queue_pluck(cq, &cc, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        } while (ev.type == GRPC_QUEUE_TIMEOUT);
+        r = ccall_result(&cc, ev.type == GRPC_OP_COMPLETE && ev.success, st);
+    }
+    ccall_release(&cc);
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(cq);
+    if (resp)
+        *resp = r;
+    else if (r)
+        protobuf_c_message_free_unpacked(r, NULL);
+    return st->code == GRPC_STATUS_OK ? 0 : -1;
+}
+
+int cm_rpc_health_check(cm_rpc_channel_t *ch, const char *service, int64_t timeout_ms)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = (char *)(service ? service : "");
+    cm_rpc_call_opts_t opts = {.timeout_ms = timeout_ms > 0 ? timeout_ms : 1000};
+    ProtobufCMessage *resp = NULL;
+    cm_rpc_status_t st;
+    if (cm_rpc_call(ch, "/grpc.health.v1.Health/Check", &req.base,
+                    &grpc__health__v1__health_check_response__descriptor, &opts, &resp, &st) != 0)
+        return -1;
+    Grpc__Health__V1__HealthCheckResponse *r = (void *)resp;
+    int serving = r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return serving ? 1 : 0;
+}
+
+/* ---- asynchronous calls ------------------------------------------------------------------- */
+
+struct cm_rpc_async {
+    grpc_completion_queue *cq; /* owned NEXT CQ, polled only by |thread| */
+    pthread_t thread;
+    /* Guards |closing| and the in-flight list. Held across call start so that no batch can be
+     * started on |cq| after cm_rpc_async_del shut it down (P8). */
+    pthread_mutex_t mu;
+    int closing;
+    ccall_t *inflight; /* list of calls started and not yet completed; not owned here */
+};
+
+static void *poller_main(void *arg)
+{
+    cm_rpc_async_t *a = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(a->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        ccall_t *cc = ev.tag;
+        pthread_mutex_lock(&a->mu);
+        if (cc->prev)
+            cc->prev->next = cc->next;
+        else
+            a->inflight = cc->next;
+        if (cc->next)
+            cc->next->prev = cc->prev;
+        pthread_mutex_unlock(&a->mu);
+
+        cm_rpc_status_t st;
+        ProtobufCMessage *resp = ccall_result(cc, ev.success, &st);
+        ccall_release(cc);
+        cc->done(cc->user, &st, resp);
+        free(cc);
+    }
+    return NULL;
+}
+
+int cm_rpc_async_new(cm_rpc_async_t **out)
+{
+    *out = NULL;
+    cm_rpc_async_t *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -1;
+    pthread_mutex_init(&a->mu, NULL);
+    a->cq = grpc_completion_queue_create_for_next(NULL);
+    if (!a->cq)
+        goto fail;
+    if (pthread_create(&a->thread, NULL, poller_main, a) != 0)
+        goto fail;
+    *out = a;
+    return 0;
+fail:
+    if (a->cq) {
+        grpc_completion_queue_shutdown(a->cq);
+        grpc_completion_queue_destroy(a->cq);
+    }
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+    return -1;
+}
+
+void cm_rpc_async_del(cm_rpc_async_t *a)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->closing = 1;
+    /* Under |mu| no call can be freed by the poller, so every ref here is still valid. */
+    for (ccall_t *cc = a->inflight; cc; cc = cc->next)
+        grpc_call_cancel(cc->call, NULL);
+    pthread_mutex_unlock(&a->mu);
+    /* The poller delivers the cancelled completions, then sees QUEUE_SHUTDOWN. */
+    grpc_completion_queue_shutdown(a->cq);
+    pthread_join(a->thread, NULL);
+    grpc_completion_queue_destroy(a->cq);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+int cm_rpc_call_async(cm_rpc_async_t *a, cm_rpc_channel_t *ch, const char *path,
+                      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                      const cm_rpc_call_opts_t *opts, cm_rpc_done_fn done, void *user)
+{
+    if (!a || !done)
+        return -1;
+    ccall_t *cc = calloc(1, sizeof(*cc));
+    if (!cc)
+        return -1;
+    cc->async = a;
+    cc->done = done;
+    cc->user = user;
+    cm_rpc_status_t st;
+    pthread_mutex_lock(&a->mu);
+    if (a->closing) {
+        pthread_mutex_unlock(&a->mu);
+        free(cc);
+        return -1;
+    }
+    /* Linked before the batch starts: the poller may complete it before start_batch returns,
+     * and it unlinks only after taking |mu|, which we hold. */
+    cc->next = a->inflight;
+    if (cc->next)
+        cc->next->prev = cc;
+    a->inflight = cc;
+    if (ccall_start(cc, ch, a->cq, path, req, resp_desc, opts, &st) != 0) {
+        a->inflight = cc->next;
+        if (cc->next)
+            cc->next->prev = NULL;
+        pthread_mutex_unlock(&a->mu);
+        CM_DEBUG(opts ? opts->request_id : NULL, "rpc: async call not started: %s", st.message);
+        ccall_release(cc);
+        free(cc);
+        return -1;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return 0;
+}

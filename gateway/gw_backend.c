@@ -1,0 +1,369 @@
+#include "gw_backend.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cm_log.h"
+#include "cm_metrics.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "tigress/push/v1/push_dispatch.pb-c.h"
+
+#define READY_TTL_MS 1000
+#define PUSH_TTL_MS 10000
+#define PUSH_FAIL_TTL_MS 1000
+
+static const char *const be_names[GW_BE_COUNT] = {"store", "push", "attest"};
+
+/* A request waiting for a cache refresh. */
+typedef struct waiter {
+    struct waiter *next;
+    gw_req_t *r; /* not owned; kept alive by the pending answer */
+    void (*fn)(void *);
+    void *arg;
+} waiter_t;
+
+/* A value refreshed by one backend call at a time; callers that find it stale queue as
+ * waiters and are woken on their own loop when the call ends. */
+typedef struct {
+    pthread_mutex_t mu; /* guards everything below */
+    int64_t fresh_until_ms;
+    int inflight;
+    waiter_t *waiters;  /* owned list */
+    int ready;          /* readiness cache: 1 SERVING */
+    unsigned push_mask; /* push cache: bit per known token type */
+} cache_t;
+
+static struct {
+    int started;
+    gw_backend_config_t cfg;
+    cm_rpc_channel_t *ch[GW_BE_COUNT]; /* owned; NULL when not configured */
+    cm_rpc_async_t *async;             /* owned */
+    cm_histogram_t *latency[GW_BE_COUNT];
+    cache_t ready, push;
+} B = {
+    .ready = {.mu = PTHREAD_MUTEX_INITIALIZER},
+    .push = {.mu = PTHREAD_MUTEX_INITIALIZER},
+};
+
+static const char *const push_types[] = {"com.apple.apns", "com.google.fcm", "webhook"};
+
+int64_t gw_backend_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void gw_backend_count_error(gw_backend_id_t be, int grpc_code)
+{
+    char labels[96];
+    snprintf(labels, sizeof(labels), "backend=\"%s\",code=\"%d\"", be_names[be], grpc_code);
+    cm_counter_t *c =
+        cm_metrics_counter("gateway_backend_errors_total",
+                           "Failed backend calls by backend and gRPC status code", labels);
+    if (c)
+        cm_counter_add(c, 1);
+}
+
+int gw_backend_configured(gw_backend_id_t be)
+{
+    return be < GW_BE_COUNT && B.ch[be] != NULL;
+}
+
+/* ---- calls ------------------------------------------------------------------------------- */
+
+/* One call in flight, then the hop of its result to the loop. */
+typedef struct {
+    gw_backend_id_t be;
+    gw_req_t *r;
+    gw_backend_done_fn done;
+    void *arg;
+    int64_t started_ms;
+    cm_rpc_status_t st;
+    ProtobufCMessage *resp; /* owned until handed to |done| */
+} hop_t;
+
+static void hop_run(void *p)
+{
+    hop_t *h = p;
+    h->done(h->arg, &h->st, h->resp);
+    free(h);
+}
+
+static void call_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *resp)
+{
+    hop_t *h = user;
+    h->st = *st;
+    h->resp = resp;
+    if (B.latency[h->be])
+        cm_histogram_observe(B.latency[h->be], (double)(gw_backend_now_ms() - h->started_ms) / 1e3);
+    if (st->code != GRPC_STATUS_OK)
+        gw_backend_count_error(h->be, st->code);
+    if (gw_req_post(h->r, hop_run, h) != 0) {
+        /* the loop is gone (shutdown): nobody can answer this request any more */
+        if (resp)
+            protobuf_c_message_free_unpacked(resp, NULL);
+        free(h);
+    }
+}
+
+int gw_backend_call(gw_backend_id_t be, gw_req_t *r, const char *method,
+                    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                    int64_t deadline_ms, gw_backend_done_fn done, void *arg)
+{
+    if (!B.started || be >= GW_BE_COUNT || !B.ch[be])
+        return -1;
+    hop_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -1;
+    h->be = be;
+    h->r = r;
+    h->done = done;
+    h->arg = arg;
+    h->started_ms = gw_backend_now_ms();
+    int64_t left = deadline_ms - h->started_ms;
+    cm_rpc_call_opts_t opts = {.timeout_ms = left > 0 ? left : 1, .request_id = gw_req_id(r)};
+    if (cm_rpc_call_async(B.async, B.ch[be], method, req, resp_desc, &opts, call_done, h) != 0) {
+        gw_backend_count_error(be, GRPC_STATUS_UNAVAILABLE);
+        free(h);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- caches ------------------------------------------------------------------------------ */
+
+/* Ends a refresh: stores the value (under |c->mu| via |apply|) and wakes the waiters. */
+static void cache_finish(cache_t *c, int64_t ttl_ms, int ready, unsigned push_mask)
+{
+    pthread_mutex_lock(&c->mu);
+    c->ready = ready;
+    c->push_mask = push_mask;
+    c->fresh_until_ms = gw_backend_now_ms() + ttl_ms;
+    c->inflight = 0;
+    waiter_t *w = c->waiters;
+    c->waiters = NULL;
+    pthread_mutex_unlock(&c->mu);
+    while (w) {
+        waiter_t *next = w->next;
+        gw_req_post(w->r, w->fn, w->arg); /* -1 only when the loop is gone */
+        free(w);
+        w = next;
+    }
+}
+
+/* Under |c->mu|: 1 when the value is fresh; else queues the waiter (when |r|) and returns 0,
+ * setting *start when the caller must start the refresh. */
+static int cache_check(cache_t *c, gw_req_t *r, void (*fn)(void *), void *arg, int *start)
+{
+    *start = 0;
+    if (gw_backend_now_ms() < c->fresh_until_ms)
+        return 1;
+    if (r) {
+        waiter_t *w = calloc(1, sizeof(*w));
+        if (!w)
+            abort();
+        w->r = r;
+        w->fn = fn;
+        w->arg = arg;
+        w->next = c->waiters;
+        c->waiters = w;
+    }
+    if (!c->inflight) {
+        c->inflight = 1;
+        *start = 1;
+    }
+    return 0;
+}
+
+static void ready_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *resp)
+{
+    int ready = 0;
+    if (st->code == GRPC_STATUS_OK && resp) {
+        Grpc__Health__V1__HealthCheckResponse *h = (void *)resp;
+        ready = h->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    } else {
+        gw_backend_count_error(GW_BE_STORE, st->code);
+    }
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    cache_finish(&B.ready, READY_TTL_MS, ready, 0);
+}
+
+static void ready_refresh(void)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = "";
+    int64_t t = B.cfg.timeout_ms < READY_TTL_MS ? B.cfg.timeout_ms : READY_TTL_MS;
+    cm_rpc_call_opts_t opts = {.timeout_ms = t > 0 ? t : 1};
+    if (!B.started ||
+        cm_rpc_call_async(B.async, B.ch[GW_BE_STORE], "/grpc.health.v1.Health/Check", &req.base,
+                          &grpc__health__v1__health_check_response__descriptor, &opts, ready_done,
+                          NULL) != 0) {
+        gw_backend_count_error(GW_BE_STORE, GRPC_STATUS_UNAVAILABLE);
+        cache_finish(&B.ready, READY_TTL_MS, 0, 0);
+    }
+}
+
+int gw_backend_ready(gw_req_t *r, void (*fn)(void *), void *arg)
+{
+    int start;
+    pthread_mutex_lock(&B.ready.mu);
+    int fresh = cache_check(&B.ready, r, fn, arg, &start);
+    int v = B.ready.ready;
+    pthread_mutex_unlock(&B.ready.mu);
+    if (fresh)
+        return v;
+    if (start)
+        ready_refresh();
+    return -1;
+}
+
+int gw_backend_ready_now(void)
+{
+    pthread_mutex_lock(&B.ready.mu);
+    int v = B.ready.ready;
+    pthread_mutex_unlock(&B.ready.mu);
+    return v;
+}
+
+static void push_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *resp)
+{
+    unsigned mask = 0;
+    int64_t ttl = PUSH_FAIL_TTL_MS;
+    if (st->code == GRPC_STATUS_OK && resp) {
+        Tigress__Push__V1__SupportedResponse *s = (void *)resp;
+        for (size_t i = 0; i < s->n_token_types; i++)
+            for (size_t k = 0; k < sizeof(push_types) / sizeof(push_types[0]); k++)
+                if (s->token_types[i] && strcmp(s->token_types[i], push_types[k]) == 0)
+                    mask |= 1u << k;
+        ttl = PUSH_TTL_MS;
+    }
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    cache_finish(&B.push, ttl, 0, mask);
+}
+
+static void push_refresh(void)
+{
+    Tigress__Push__V1__SupportedRequest req = TIGRESS__PUSH__V1__SUPPORTED_REQUEST__INIT;
+    cm_rpc_call_opts_t opts = {.timeout_ms = B.cfg.timeout_ms > 0 ? B.cfg.timeout_ms : 1};
+    if (!B.started || !B.ch[GW_BE_PUSH] ||
+        cm_rpc_call_async(B.async, B.ch[GW_BE_PUSH], "/tigress.push.v1.PushDispatch/Supported",
+                          &req.base, &tigress__push__v1__supported_response__descriptor, &opts,
+                          push_done, NULL) != 0)
+        cache_finish(&B.push, PUSH_FAIL_TTL_MS, 0, 0);
+}
+
+static int mask_has(unsigned mask, const char *type)
+{
+    if (!type)
+        return mask != 0;
+    for (size_t k = 0; k < sizeof(push_types) / sizeof(push_types[0]); k++)
+        if (strcmp(type, push_types[k]) == 0)
+            return (mask >> k) & 1u;
+    return 0;
+}
+
+int gw_backend_push_supported(const char *token_type, gw_req_t *r, void (*fn)(void *), void *arg)
+{
+    if (!B.ch[GW_BE_PUSH])
+        return 0;
+    int start;
+    pthread_mutex_lock(&B.push.mu);
+    int fresh = cache_check(&B.push, r, fn, arg, &start);
+    unsigned mask = B.push.push_mask;
+    pthread_mutex_unlock(&B.push.mu);
+    if (fresh)
+        return mask_has(mask, token_type);
+    if (start)
+        push_refresh();
+    return -1;
+}
+
+int gw_backend_push_supported_now(const char *token_type)
+{
+    pthread_mutex_lock(&B.push.mu);
+    unsigned mask = B.push.push_mask;
+    pthread_mutex_unlock(&B.push.mu);
+    return mask_has(mask, token_type);
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------- */
+
+int gw_backend_start(const gw_backend_config_t *cfg)
+{
+    if (B.started || !cfg || !cfg->store_target || !*cfg->store_target)
+        return -1;
+    B.cfg = *cfg;
+    cm_rpc_channel_opts_t copts = {.lb_policy =
+                                       cfg->lb_policy && *cfg->lb_policy ? cfg->lb_policy : NULL};
+    const char *targets[GW_BE_COUNT] = {cfg->store_target, cfg->push_target, cfg->attest_target};
+    for (int i = 0; i < GW_BE_COUNT; i++) {
+        char labels[48];
+        snprintf(labels, sizeof(labels), "backend=\"%s\"", be_names[i]);
+        B.latency[i] = cm_metrics_histogram("gateway_backend_call_seconds",
+                                            "Latency of backend calls by backend", labels, NULL, 0);
+        if (!targets[i] || !*targets[i])
+            continue;
+        if (cm_rpc_channel_new(targets[i], &copts, &B.ch[i]) != 0) {
+            CM_ERROR(NULL, "gateway: cannot create the %s channel to %s", be_names[i], targets[i]);
+            goto fail;
+        }
+    }
+    if (cm_rpc_async_new(&B.async) != 0) {
+        CM_ERROR(NULL, "gateway: cannot start the backend poller");
+        goto fail;
+    }
+    B.started = 1;
+    if (B.ch[GW_BE_PUSH]) {
+        /* warm the cache so the first Create already knows the providers */
+        int start;
+        pthread_mutex_lock(&B.push.mu);
+        cache_check(&B.push, NULL, NULL, NULL, &start);
+        pthread_mutex_unlock(&B.push.mu);
+        if (start)
+            push_refresh();
+    }
+    return 0;
+fail:
+    for (int i = 0; i < GW_BE_COUNT; i++) {
+        cm_rpc_channel_del(B.ch[i]);
+        B.ch[i] = NULL;
+    }
+    return -1;
+}
+
+static void cache_clear(cache_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    waiter_t *w = c->waiters;
+    c->waiters = NULL;
+    c->inflight = 0;
+    c->fresh_until_ms = 0;
+    pthread_mutex_unlock(&c->mu);
+    while (w) {
+        waiter_t *next = w->next;
+        free(w);
+        w = next;
+    }
+}
+
+void gw_backend_stop(void)
+{
+    if (!B.started)
+        return;
+    B.started = 0;
+    /* in-flight callbacks run here with CANCELLED and still post to their loops */
+    cm_rpc_async_del(B.async);
+    B.async = NULL;
+    for (int i = 0; i < GW_BE_COUNT; i++) {
+        cm_rpc_channel_del(B.ch[i]);
+        B.ch[i] = NULL;
+    }
+    cache_clear(&B.ready);
+    cache_clear(&B.push);
+}

@@ -1,0 +1,64 @@
+/* gw_backend: the gateway's clients of its internal gRPC services (mailbox-store, push-dispatch,
+ * attestation-verifier): one channel each, one asynchronous poller, completions handed back to
+ * the request's loop thread with gw_req_post(), and two small caches the API reads often
+ * (mailbox-store readiness for /readyz, ~1 s; push-dispatch's supported token types, ~10 s).
+ *
+ * No thread ever blocks on a backend: every call is asynchronous and carries a deadline. Errors
+ * are counted in gateway_backend_errors_total{backend,code}. */
+#ifndef GW_BACKEND_H
+#define GW_BACKEND_H
+
+#include <stdint.h>
+
+#include "cm_rpc.h"
+#include "gw_http.h"
+
+typedef enum { GW_BE_STORE = 0, GW_BE_PUSH = 1, GW_BE_ATTEST = 2, GW_BE_COUNT } gw_backend_id_t;
+
+typedef struct {
+    const char *store_target;  /* required */
+    const char *push_target;   /* "" or NULL: no push-dispatch (push never supported) */
+    const char *attest_target; /* "" or NULL: no verifier */
+    const char *lb_policy;     /* "" or NULL: gRPC default */
+    int64_t timeout_ms;        /* deadline of the cache refresh calls */
+} gw_backend_config_t;
+
+/* Opens the channels and the poller and starts a first push-support refresh. 0 or -1. */
+int gw_backend_start(const gw_backend_config_t *cfg);
+/* Cancels calls in flight (their callbacks still run) and closes everything. Idempotent. */
+void gw_backend_stop(void);
+
+/* 1 when |be| has a channel (its target was configured). */
+int gw_backend_configured(gw_backend_id_t be);
+
+/* Called on the request's loop thread, exactly once per started call. |resp| is non-NULL only
+ * with GRPC_STATUS_OK and belongs to the callee (protobuf_c_message_free_unpacked). */
+typedef void (*gw_backend_done_fn)(void *arg, const cm_rpc_status_t *st, ProtobufCMessage *resp);
+
+/* Starts a unary call of |method| ("/pkg.Service/Method") on |be| for request |r|, due at
+ * |deadline_ms| (CLOCK_MONOTONIC milliseconds, see gw_backend_now_ms). |req| may be freed on
+ * return. Returns 0 (|done| will run on |r|'s loop), or -1 when the call could not start
+ * (backend not configured, gateway stopping): |done| never runs. */
+int gw_backend_call(gw_backend_id_t be, gw_req_t *r, const char *method,
+                    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                    int64_t deadline_ms, gw_backend_done_fn done, void *arg);
+
+/* Monotonic clock in milliseconds. */
+int64_t gw_backend_now_ms(void);
+
+/* mailbox-store readiness (grpc.health.v1 Check of "" is SERVING), cached about 1 s. Returns 1
+ * or 0 from a fresh cache; or -1 when a check is under way: then |fn(arg)| is posted to |r|'s
+ * loop when it ends, and gw_backend_ready_now() gives the result. */
+int gw_backend_ready(gw_req_t *r, void (*fn)(void *), void *arg);
+int gw_backend_ready_now(void);
+
+/* Whether push-dispatch can deliver to |token_type| (NULL: to any provider), cached about 10 s
+ * (failures about 1 s). Returns 1 or 0 at once, or -1 with |fn(arg)| posted to |r|'s loop once
+ * the refresh ends; then ask gw_backend_push_supported_now(). Always 0 without --push-target. */
+int gw_backend_push_supported(const char *token_type, gw_req_t *r, void (*fn)(void *), void *arg);
+int gw_backend_push_supported_now(const char *token_type);
+
+/* Counts one backend failure by gRPC code (also used for verdicts the API turns into errors). */
+void gw_backend_count_error(gw_backend_id_t be, int grpc_code);
+
+#endif

@@ -1,0 +1,128 @@
+#include "ms_dump.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+#include <rocksdb/c.h>
+
+#include "ms_keys.h"
+#include "ms_record.h"
+#include "tigress/push/v1/push_dispatch.pb-c.h"
+
+static void add_blob(cJSON *o, const char *name, const ms_blob_t *b)
+{
+    char *s = strndup(b->n ? (const char *)b->p : "", b->n);
+    if (!s)
+        abort();
+    cJSON_AddStringToObject(o, name, s);
+    free(s);
+}
+
+static void add_id(cJSON *o, const char *p)
+{
+    char id[MS_ID_LEN + 1];
+    memcpy(id, p, MS_ID_LEN);
+    id[MS_ID_LEN] = '\0';
+    cJSON_AddStringToObject(o, "mailbox_id", id);
+}
+
+static cJSON *describe(const char *k, size_t kl, const char *v, size_t vl)
+{
+    cJSON *o = cJSON_CreateObject();
+    uint64_t seq;
+    int64_t exp;
+    char id[MS_ID_LEN + 1];
+    if (kl >= 4 + MS_ID_LEN && k[0] == 'm' && k[1] == '/') {
+        char sub = k[3 + MS_ID_LEN];
+        add_id(o, k + 2);
+        ms_record_t r;
+        if (sub == 'r' && ms_record_decode((const uint8_t *)v, vl, &r) == 0) {
+            char rights[4] = "";
+            int n = 0;
+            if (r.rights & MS_RIGHT_R)
+                rights[n++] = 'R';
+            if (r.rights & MS_RIGHT_W)
+                rights[n++] = 'W';
+            if (r.rights & MS_RIGHT_D)
+                rights[n++] = 'D';
+            rights[n] = '\0';
+            cJSON_AddStringToObject(o, "kind", "mailbox");
+            cJSON_AddNumberToObject(o, "created_ms", (double)r.created_ms);
+            cJSON_AddNumberToObject(o, "expires_ms", (double)r.expires_ms);
+            cJSON_AddStringToObject(o, "rights", rights);
+            cJSON_AddBoolToObject(o, "receiver_bound", r.has_receiver);
+            add_blob(o, "creator_token_type", &r.creator_tok_type);
+            add_blob(o, "receiver_token_type", &r.receiver_tok_type);
+            add_blob(o, "payload_type", &r.payload_type);
+            cJSON_AddNumberToObject(o, "payload_len", (double)r.payload_data.n);
+        } else if (sub == 'i') {
+            uint8_t m;
+            ms_blob_t c, resp;
+            cJSON_AddStringToObject(o, "kind", "idempotency");
+            if (ms_idem_decode((const uint8_t *)v, vl, &m, &c, &resp) == 0) {
+                cJSON_AddNumberToObject(o, "method", m);
+                add_blob(o, "correlation_id", &c);
+            }
+        } else if (ms_key_parse_outref(k, kl, &seq) == 0) {
+            cJSON_AddStringToObject(o, "kind", "outbox_ref");
+            cJSON_AddNumberToObject(o, "seq", (double)seq);
+        } else {
+            cJSON_AddStringToObject(o, "kind", "unknown");
+        }
+    } else if (ms_key_parse_expiry(k, kl, &exp, id) == 0) {
+        cJSON_AddStringToObject(o, "kind", "expiry");
+        cJSON_AddStringToObject(o, "mailbox_id", id);
+        cJSON_AddNumberToObject(o, "expires_ms", (double)exp);
+    } else if (ms_key_parse_outbox(k, kl, &seq) == 0 && vl >= 1) {
+        cJSON_AddStringToObject(o, "kind", "outbox");
+        cJSON_AddNumberToObject(o, "seq", (double)seq);
+        cJSON_AddStringToObject(o, "type", v[0] == 'C' ? "cancel" : "notify");
+        Tigress__Push__V1__Notification *n =
+            tigress__push__v1__notification__unpack(NULL, vl - 1, (const uint8_t *)v + 1);
+        if (n) {
+            cJSON_AddStringToObject(o, "notification_id", n->notification_id);
+            cJSON_AddStringToObject(o, "mailbox_id", n->mailbox_id);
+            cJSON_AddStringToObject(o, "token_type", n->token_type);
+            cJSON_AddStringToObject(o, "token_data", n->token_data);
+            cJSON_AddNumberToObject(o, "mailbox_expires_at_ms", (double)n->mailbox_expires_at_ms);
+            cJSON_AddNumberToObject(o, "created_at_ms", (double)n->created_at_ms);
+            tigress__push__v1__notification__free_unpacked(n, NULL);
+        }
+    } else {
+        cJSON_AddStringToObject(o, "kind", "unknown");
+        cJSON_AddNumberToObject(o, "key_len", (double)kl);
+    }
+    return o;
+}
+
+long ms_dump(const char *db_path, FILE *out, char *errbuf, size_t errcap)
+{
+    rocksdb_options_t *opts = rocksdb_options_create();
+    char *err = NULL;
+    rocksdb_t *db = rocksdb_open_for_read_only(opts, db_path, 0, &err);
+    if (err) {
+        snprintf(errbuf, errcap, "open %s: %s", db_path, err);
+        rocksdb_free(err);
+        rocksdb_options_destroy(opts);
+        return -1;
+    }
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator(db, ro);
+    long n = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl), *v = rocksdb_iter_value(it, &vl);
+        cJSON *o = describe(k, kl, v, vl);
+        char *s = cJSON_PrintUnformatted(o);
+        fprintf(out, "%s\n", s);
+        cJSON_free(s);
+        cJSON_Delete(o);
+        n++;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_close(db);
+    rocksdb_options_destroy(opts);
+    return n;
+}

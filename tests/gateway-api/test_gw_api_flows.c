@@ -1,0 +1,1107 @@
+/* Integration tests of the public API v1: the real gateway in front of the real mailbox-store,
+ * both on ephemeral ports, driven by libcurl over h2c (prior knowledge), HTTP/1.1 and TLS (h2
+ * by ALPN, certificate verified). What is asserted is what a phone or a crawler sees: status,
+ * headers, bodies. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <ctype.h>
+#include <signal.h>
+#include <time.h>
+
+#include <cJSON.h>
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "cm_b64.h"
+#include "cm_uuid.h"
+#include "th.h"
+
+enum { P_H2C = 0, P_H1 = 1, P_TLS = 2, P_COUNT };
+static const char *const proto_names[] = {"h2c", "http/1.1", "https(h2)"};
+
+typedef struct {
+    th_proc_t store, gw;
+    char dir[512];      /* temp dir: store data, TLS cert */
+    char data_dir[600]; /* store data */
+    char cert[600], key[600];
+    int store_port;
+    int http_port, https_port;
+    CURL *curl[P_COUNT]; /* one handle per protocol: keeps its connection alive */
+} env_t;
+
+static env_t E; /* the shared fixture of the group */
+
+/* ---- processes --------------------------------------------------------------------------- */
+
+static int store_start(th_proc_t *p, const char *data_dir, int port)
+{
+    char bin[512], listen[64];
+    th_bin("mailbox-store", bin, sizeof(bin));
+    snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", port);
+    char data_arg[700];
+    snprintf(data_arg, sizeof(data_arg), "--data-dir=%s", data_dir);
+    char *argv[] = {
+        bin,           listen,     data_arg, "--admin-listen=127.0.0.1:0", "--log-level=warn",
+        "--workers=2", "--sync=0", NULL};
+    return th_proc_start(p, argv, 20000);
+}
+
+/* Starts a gateway against |store_port| with extra flags (NULL-terminated). */
+static int gateway_start(th_proc_t *p, int store_port, const char *const *extra)
+{
+    char bin[512], store[64], cert[700], key[700];
+    th_bin("gateway", bin, sizeof(bin));
+    snprintf(store, sizeof(store), "--store-target=127.0.0.1:%d", store_port);
+    snprintf(cert, sizeof(cert), "--tls-cert=%s", E.cert);
+    snprintf(key, sizeof(key), "--tls-key=%s", E.key);
+    char *argv[TH_MAX_ARGS] = {bin,
+                               store,
+                               "--http-listen=127.0.0.1:0",
+                               "--https-listen=127.0.0.1:0",
+                               cert,
+                               key,
+                               "--admin-listen=127.0.0.1:0",
+                               "--threads=2",
+                               "--access-log=0",
+                               "--log-level=warn",
+                               "--public-base-url=https://relay.example/",
+                               NULL};
+    int n = 0;
+    while (argv[n])
+        n++;
+    for (size_t i = 0; extra && extra[i] && n < TH_MAX_ARGS - 1; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    return th_proc_start(p, argv, 20000);
+}
+
+static int make_cert(const char *dir)
+{
+    snprintf(E.cert, sizeof(E.cert), "%s/cert.pem", dir);
+    snprintf(E.key, sizeof(E.key), "%s/key.pem", dir);
+    char cmd[2000];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+             "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost "
+             "-keyout %s -out %s >/dev/null 2>&1",
+             E.key, E.cert);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void curl_handles_open(void)
+{
+    for (int i = 0; i < P_COUNT; i++)
+        E.curl[i] = curl_easy_init();
+}
+
+static void curl_handles_close(void)
+{
+    for (int i = 0; i < P_COUNT; i++) {
+        curl_easy_cleanup(E.curl[i]);
+        E.curl[i] = NULL;
+    }
+}
+
+static int group_setup(void **state)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (th_tempdir("gwapi", E.dir, sizeof(E.dir)) != 0 || make_cert(E.dir) != 0)
+        return -1;
+    snprintf(E.data_dir, sizeof(E.data_dir), "%s/store", E.dir);
+    if (store_start(&E.store, E.data_dir, 0) != 0)
+        return -1;
+    E.store_port = th_proc_port(&E.store, "grpc_port");
+    if (gateway_start(&E.gw, E.store_port, NULL) != 0)
+        return -1;
+    E.http_port = th_proc_port(&E.gw, "http_port");
+    E.https_port = th_proc_port(&E.gw, "https_port");
+    if (E.http_port <= 0 || E.https_port <= 0)
+        return -1;
+    curl_handles_open();
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    curl_handles_close();
+    if (E.gw.pid > 0) {
+        int st = th_proc_stop(&E.gw, SIGTERM, 15000);
+        if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0))
+            fprintf(stderr, "gateway did not exit cleanly (%d); log %s\n", st, E.gw.log_path);
+    }
+    if (E.store.pid > 0)
+        th_proc_stop(&E.store, SIGTERM, 15000);
+    th_rmtree(E.dir);
+    curl_global_cleanup();
+    return 0;
+}
+
+/* ---- HTTP client ------------------------------------------------------------------------- */
+
+typedef struct {
+    long status;
+    long version; /* CURL_HTTP_VERSION_* actually used */
+    char *body;   /* owned, NUL-terminated */
+    size_t len;
+    char headers[16384];
+    size_t hlen;
+} resp_t;
+
+static size_t on_body(char *p, size_t sz, size_t n, void *u)
+{
+    resp_t *r = u;
+    size_t k = sz * n;
+    char *nb = realloc(r->body, r->len + k + 1);
+    if (!nb)
+        return 0;
+    memcpy(nb + r->len, p, k);
+    r->body = nb;
+    r->len += k;
+    r->body[r->len] = '\0';
+    return k;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *u)
+{
+    resp_t *r = u;
+    size_t k = sz * n;
+    if (k >= 5 && strncmp(p, "HTTP/", 5) == 0)
+        r->hlen = 0; /* a new response (e.g. after 100-continue) */
+    if (r->hlen + k < sizeof(r->headers)) {
+        memcpy(r->headers + r->hlen, p, k);
+        r->hlen += k;
+        r->headers[r->hlen] = '\0';
+    }
+    return k;
+}
+
+static void resp_free(resp_t *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Value of response header |name| (case-insensitive) in a static buffer, or NULL. */
+static const char *hdr(const resp_t *r, const char *name)
+{
+    static char val[4096];
+    size_t nl = strlen(name);
+    const char *line = r->headers;
+    while (line && *line) {
+        const char *eol = strstr(line, "\r\n");
+        size_t ll = eol ? (size_t)(eol - line) : strlen(line);
+        if (ll > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
+            const char *v = line + nl + 1;
+            while (*v == ' ')
+                v++;
+            size_t vl = ll - (size_t)(v - line);
+            if (vl >= sizeof(val))
+                vl = sizeof(val) - 1;
+            memcpy(val, v, vl);
+            val[vl] = '\0';
+            return val;
+        }
+        line = eol ? eol + 2 : NULL;
+    }
+    return NULL;
+}
+
+/* One request. |headers| is a NULL-terminated list of "Name: value" (may be NULL). With a
+ * |body| and no Content-Type in |headers|, application/json is sent. */
+static void do_req_on(CURL *c, int proto, int port, const char *method, const char *path,
+                      const char *const *headers, const char *body, size_t blen, resp_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    char url[512];
+    snprintf(url, sizeof(url), "%s://127.0.0.1:%d%s", proto == P_TLS ? "https" : "http", port,
+             path);
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L);
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
+                     proto == P_H2C  ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                     : proto == P_H1 ? (long)CURL_HTTP_VERSION_1_1
+                                     : (long)CURL_HTTP_VERSION_2TLS);
+    if (proto == P_TLS) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, E.cert);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    }
+    if (!strcmp(method, "GET"))
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    struct curl_slist *sl = NULL;
+    int has_ct = 0;
+    for (size_t i = 0; headers && headers[i]; i++) {
+        sl = curl_slist_append(sl, headers[i]);
+        has_ct |= strncasecmp(headers[i], "content-type:", 13) == 0;
+    }
+    if (body) {
+        if (!has_ct)
+            sl = curl_slist_append(sl, "Content-Type: application/json");
+        sl = curl_slist_append(sl, "Expect:");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, sl);
+    CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(sl);
+    if (rc != CURLE_OK)
+        fail_msg("%s %s over %s: curl error %s", method, path, proto_names[proto],
+                 curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_easy_getinfo(c, CURLINFO_HTTP_VERSION, &out->version);
+    long want = proto == P_H1 ? CURL_HTTP_VERSION_1_1 : CURL_HTTP_VERSION_2_0;
+    if (out->version != want)
+        fail_msg("%s %s: wanted %s, got curl http version %ld", method, path, proto_names[proto],
+                 out->version);
+    if (!out->body)
+        out->body = calloc(1, 1);
+}
+
+static void do_req(int proto, const char *method, const char *path, const char *const *headers,
+                   const char *body, resp_t *out)
+{
+    do_req_on(E.curl[proto], proto, proto == P_TLS ? E.https_port : E.http_port, method, path,
+              headers, body, body ? strlen(body) : 0, out);
+}
+
+/* Asserts an error answer: status, JSON error body with |code| (when not NULL), JSON headers. */
+static void expect_error(const resp_t *r, long status, const char *code)
+{
+    if (r->status != status)
+        fail_msg("status %ld, wanted %ld; body %s", r->status, status, r->body);
+    const char *ct = hdr(r, "content-type");
+    assert_non_null(ct);
+    assert_true(strncmp(ct, "application/json", 16) == 0);
+    cJSON *j = cJSON_Parse(r->body);
+    assert_non_null(j);
+    cJSON *e = cJSON_GetObjectItem(j, "error");
+    assert_true(cJSON_IsObject(e));
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(e, "message")));
+    cJSON *c = cJSON_GetObjectItem(e, "code");
+    assert_true(cJSON_IsString(c));
+    if (code && strcmp(c->valuestring, code) != 0)
+        fail_msg("error code %s, wanted %s (status %ld)", c->valuestring, code, status);
+    cJSON_Delete(j);
+}
+
+/* ---- API helpers ------------------------------------------------------------------------- */
+
+static void new_uuid(char out[37])
+{
+    assert_int_equal(cm_uuid_v4(out), 0);
+}
+
+/* base64 of |n| bytes all equal to |fill| */
+static void payload_b64(int fill, size_t n, char *out)
+{
+    uint8_t raw[256];
+    memset(raw, fill, n);
+    cm_b64_encode(CM_B64_STD, raw, n, out);
+}
+
+typedef struct {
+    char id[37];
+    char sender[37];
+} mbx_t;
+
+static char hbuf[8][256];
+static const char *H(int slot, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *H(int slot, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(hbuf[slot], sizeof(hbuf[slot]), fmt, ap);
+    va_end(ap);
+    return hbuf[slot];
+}
+
+/* Creates a mailbox with payload bytes |fill| and returns its id; asserts 200. */
+static void create_mailbox(int proto, mbx_t *m, int fill, const char *title)
+{
+    char corr[37], data[400], body[2048];
+    new_uuid(m->id);
+    new_uuid(m->sender);
+    new_uuid(corr);
+    payload_b64(fill, 40, data);
+    snprintf(body, sizeof(body),
+             "{\"mailboxIdentifier\":\"%s\",\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},"
+             "\"displayInformation\":{\"title\":\"%s\",\"description\":\"A key\","
+             "\"imageUrl\":\"https://img.example/k.png\"},"
+             "\"notificationToken\":{\"type\":\"com.apple.apns\",\"tokenData\":\"aabbcc\"},"
+             "\"mailboxConfiguration\":{\"accessRights\":\"RWD\",\"timeToLive\":\"3600\"}}",
+             m->id, data, title ? title : "Car Key");
+    const char *h[] = {H(0, "deviceClaim: %s", m->sender), H(1, "Mailbox-Correlation-ID: %s", corr),
+                       NULL};
+    resp_t r;
+    do_req(proto, "POST", "/v1/m", h, body, &r);
+    if (r.status != 200)
+        fail_msg("create over %s: %ld %s", proto_names[proto], r.status, r.body);
+    assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_non_null(j);
+    char want[200];
+    snprintf(want, sizeof(want), "https://relay.example/v1/m/%s", m->id);
+    assert_string_equal(cJSON_GetObjectItem(j, "urlLink")->valuestring, want);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "isPushNotificationSupported")));
+    cJSON_Delete(j);
+    resp_free(&r);
+}
+
+/* POST read as |claim|; returns the status, and the decoded payload fill byte in *fill. */
+static long read_secure(int proto, const char *id, const char *claim, int *fill)
+{
+    char path[128], corr[37];
+    new_uuid(corr);
+    snprintf(path, sizeof(path), "/v1/m/%s", id);
+    const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
+                       NULL};
+    resp_t r;
+    do_req(proto, "POST", path, h, NULL, &r);
+    long st = r.status;
+    assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
+    if (st == 200) {
+        cJSON *j = cJSON_Parse(r.body);
+        assert_non_null(j);
+        cJSON *p = cJSON_GetObjectItem(j, "payload");
+        assert_non_null(p);
+        const char *d = cJSON_GetObjectItem(p, "data")->valuestring;
+        uint8_t raw[256];
+        size_t n = 0;
+        assert_int_equal(cm_b64_decode(CM_B64_STD, d, strlen(d), raw, sizeof(raw), &n), 0);
+        assert_true(n >= 28);
+        if (fill)
+            *fill = raw[0];
+        cJSON *disp = cJSON_GetObjectItem(j, "displayInformation");
+        assert_non_null(cJSON_GetObjectItem(disp, "title"));
+        const char *exp = cJSON_GetObjectItem(j, "expiration")->valuestring;
+        assert_int_equal(strlen(exp), 20); /* YYYY-MM-DDTHH:MM:SSZ */
+        assert_int_equal(exp[19], 'Z');
+        assert_string_equal(hdr(&r, "cache-control"), "no-store");
+        cJSON_Delete(j);
+    } else {
+        expect_error(&r, st, NULL);
+    }
+    resp_free(&r);
+    return st;
+}
+
+static long update_mailbox(int proto, const char *id, const char *claim, int fill)
+{
+    char path[128], data[400], body[1024];
+    snprintf(path, sizeof(path), "/v1/m/%s", id);
+    payload_b64(fill, 48, data);
+    snprintf(body, sizeof(body),
+             "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},"
+             "\"notificationToken\":{\"type\":\"com.google.fcm\",\"tokenData\":\"tok\"}}",
+             data);
+    const char *h[] = {H(0, "deviceClaim: %s", claim), NULL};
+    resp_t r;
+    do_req(proto, "PUT", path, h, body, &r);
+    long st = r.status;
+    if (st != 200)
+        expect_error(&r, st, NULL);
+    resp_free(&r);
+    return st;
+}
+
+static long delete_mailbox(int proto, const char *id, const char *claim)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/m/%s", id);
+    const char *h[] = {H(0, "deviceClaim: %s", claim), NULL};
+    resp_t r;
+    do_req(proto, "DELETE", path, h, NULL, &r);
+    long st = r.status;
+    if (st != 200)
+        expect_error(&r, st, NULL);
+    resp_free(&r);
+    return st;
+}
+
+static long get_preview(int proto, const char *id, resp_t *r)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/m/%s", id);
+    do_req(proto, "GET", path, NULL, NULL, r);
+    return r->status;
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static void stateless_flow(void **state)
+{
+    for (int proto = 0; proto < P_COUNT; proto++) {
+        mbx_t m;
+        create_mailbox(proto, &m, 0x41 + proto, NULL);
+
+        resp_t r;
+        assert_int_equal(get_preview(proto, m.id, &r), 200);
+        assert_string_equal(hdr(&r, "content-type"), "text/html; charset=utf-8");
+        assert_string_equal(hdr(&r, "cache-control"), "no-store");
+        assert_string_equal(hdr(&r, "content-security-policy"),
+                            "default-src 'none'; img-src https:; style-src 'unsafe-inline'");
+        assert_string_equal(hdr(&r, "x-content-type-options"), "nosniff");
+        assert_string_equal(hdr(&r, "referrer-policy"), "no-referrer");
+        assert_non_null(strstr(r.body, "<meta property=\"og:title\" content=\"Car Key\">"));
+        assert_non_null(strstr(r.body, "<meta property=\"og:description\" content=\"A key\">"));
+        assert_non_null(
+            strstr(r.body, "<meta property=\"og:image\" content=\"https://img.example/k.png\">"));
+        assert_non_null(strstr(r.body, "<meta property=\"og:type\" content=\"website\">"));
+        char og_url[200];
+        snprintf(og_url, sizeof(og_url),
+                 "<meta property=\"og:url\" content=\"https://relay.example/v1/m/%s\">", m.id);
+        assert_non_null(strstr(r.body, og_url));
+        assert_null(strstr(r.body, "<script"));
+        resp_free(&r);
+
+        char receiver[37];
+        new_uuid(receiver);
+        int fill = 0;
+        assert_int_equal(read_secure(proto, m.id, receiver, &fill), 200);
+        assert_int_equal(fill, 0x41 + proto);
+        /* the preview has no side effect and needs no claim: still there */
+        assert_int_equal(get_preview(proto, m.id, &r), 200);
+        resp_free(&r);
+        assert_int_equal(delete_mailbox(proto, m.id, receiver), 200);
+        assert_int_equal(get_preview(proto, m.id, &r), 404);
+        expect_error(&r, 404, "not_found");
+        resp_free(&r);
+        assert_int_equal(read_secure(proto, m.id, receiver, NULL), 404);
+        assert_int_equal(delete_mailbox(proto, m.id, receiver), 404);
+    }
+}
+
+static void stateful_flow(void **state)
+{
+    for (int proto = 0; proto < P_COUNT; proto++) {
+        mbx_t m;
+        char receiver[37], third[37];
+        new_uuid(receiver);
+        new_uuid(third);
+        int fill = 0;
+        create_mailbox(proto, &m, 0x10, NULL);
+        /* the sender reads its own mailbox: allowed, binds nothing */
+        assert_int_equal(read_secure(proto, m.id, m.sender, &fill), 200);
+        assert_int_equal(fill, 0x10);
+        /* receiver binds, then answers */
+        assert_int_equal(read_secure(proto, m.id, receiver, &fill), 200);
+        assert_int_equal(fill, 0x10);
+        assert_int_equal(update_mailbox(proto, m.id, receiver, 0x20), 200);
+        /* a third device is neither sender nor receiver */
+        assert_int_equal(read_secure(proto, m.id, third, NULL), 401);
+        assert_int_equal(update_mailbox(proto, m.id, third, 0x66), 401);
+        assert_int_equal(delete_mailbox(proto, m.id, third), 401);
+        /* exchange 2: sender reads the receiver's answer, writes back */
+        assert_int_equal(read_secure(proto, m.id, m.sender, &fill), 200);
+        assert_int_equal(fill, 0x20);
+        assert_int_equal(update_mailbox(proto, m.id, m.sender, 0x30), 200);
+        /* exchange 3: receiver reads the final payload, then deletes */
+        assert_int_equal(read_secure(proto, m.id, receiver, &fill), 200);
+        assert_int_equal(fill, 0x30);
+        assert_int_equal(delete_mailbox(proto, m.id, receiver), 200);
+        assert_int_equal(read_secure(proto, m.id, m.sender, NULL), 404);
+    }
+}
+
+static void relinquish(void **state)
+{
+    mbx_t m;
+    char r1[37], r2[37], path[128];
+    new_uuid(r1);
+    new_uuid(r2);
+    create_mailbox(P_H2C, &m, 0x11, NULL);
+    assert_int_equal(read_secure(P_H2C, m.id, r1, NULL), 200);
+    assert_int_equal(read_secure(P_H2C, m.id, r2, NULL), 401);
+    snprintf(path, sizeof(path), "/v1/m/%s", m.id);
+    const char *h[] = {H(0, "Mailbox-Device-Claim: %s", r1), NULL};
+    resp_t r;
+    do_req(P_H1, "PATCH", path, h, NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* once the receiver let go, another device may bind */
+    assert_int_equal(read_secure(P_H2C, m.id, r2, NULL), 200);
+    assert_int_equal(delete_mailbox(P_H2C, m.id, m.sender), 200);
+}
+
+static void duplicate_and_existing(void **state)
+{
+    char id[37], claim[37], corr[37], data[100], body[1024];
+    new_uuid(id);
+    new_uuid(claim);
+    new_uuid(corr);
+    payload_b64(7, 30, data);
+    snprintf(body, sizeof(body),
+             "{\"mailboxIdentifier\":\"%s\",\"payload\":{\"type\":\"AES256\",\"data\":\"%s\"},"
+             "\"displayInformation\":{\"title\":\"t\"},"
+             "\"mailboxConfiguration\":{\"timeToLive\":600}}",
+             id, data);
+    const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
+                       NULL};
+    resp_t r1, r2;
+    do_req(P_H2C, "POST", "/v1/m", h, body, &r1);
+    assert_int_equal(r1.status, 200);
+    /* the same request again (a client retry): 201 with the same body */
+    do_req(P_H1, "POST", "/v1/m", h, body, &r2);
+    if (r2.status != 201)
+        fail_msg("retry: %ld %s", r2.status, r2.body);
+    assert_string_equal(r1.body, r2.body);
+    assert_string_equal(hdr(&r2, "mailbox-correlation-id"), corr);
+    resp_free(&r1);
+    resp_free(&r2);
+    /* the same id with a new correlation id: the id exists -> 401 (001 §6.1.5) */
+    char corr2[37], claim2[37];
+    new_uuid(corr2);
+    new_uuid(claim2);
+    const char *h2[] = {H(0, "deviceClaim: %s", claim2), H(1, "Mailbox-Correlation-ID: %s", corr2),
+                        NULL};
+    do_req(P_H2C, "POST", "/v1/m", h2, body, &r1);
+    expect_error(&r1, 401, "unauthorized");
+    assert_string_equal(hdr(&r1, "mailbox-correlation-id"), corr2);
+    resp_free(&r1);
+}
+
+static void later_draft_names(void **state)
+{
+    char claim[37], req_id[37], data[100], body[1024];
+    new_uuid(claim);
+    new_uuid(req_id);
+    payload_b64(9, 28, data);
+    /* no mailboxIdentifier (the relay makes one), imageURL, expiration instead of timeToLive */
+    snprintf(body, sizeof(body),
+             "{\"payload\":{\"type\":\"AEAD_AES_128_GCM\",\"data\":\"%s\"},"
+             "\"displayInformation\":{\"title\":\"Later\",\"imageURL\":\"https://i.example/a\"},"
+             "\"mailboxConfiguration\":{\"expiration\":\"2099-01-01T00:00:00Z\"}}",
+             data);
+    const char *h[] = {H(0, "Mailbox-Device-Claim: %s", claim),
+                       H(1, "Mailbox-Request-ID: %s", req_id), NULL};
+    resp_t r;
+    do_req(P_TLS, "POST", "/v1/m", h, body, &r);
+    /* 2099 is beyond the 48 h maximum */
+    expect_error(&r, 400, "invalid_field");
+    assert_string_equal(hdr(&r, "mailbox-request-id"), req_id);
+    assert_null(hdr(&r, "mailbox-correlation-id"));
+    resp_free(&r);
+
+    char exp[40];
+    time_t t = time(NULL) + 7200;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(exp, sizeof(exp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(body, sizeof(body),
+             "{\"payload\":{\"type\":\"AEAD_AES_128_GCM\",\"data\":\"%s\"},"
+             "\"displayInformation\":{\"title\":\"Later\",\"imageURL\":\"https://i.example/a\"},"
+             "\"mailboxConfiguration\":{\"expiration\":\"%s\"}}",
+             data, exp);
+    new_uuid(req_id);
+    h[1] = H(1, "Mailbox-Request-ID: %s", req_id);
+    do_req(P_TLS, "POST", "/v1/m", h, body, &r);
+    if (r.status != 200)
+        fail_msg("%ld %s", r.status, r.body);
+    assert_string_equal(hdr(&r, "mailbox-request-id"), req_id);
+    cJSON *j = cJSON_Parse(r.body);
+    const char *url = cJSON_GetObjectItem(j, "urlLink")->valuestring;
+    const char *id = strrchr(url, '/') + 1;
+    assert_true(cm_uuid_is_v4(id, strlen(id)));
+    char idc[37];
+    snprintf(idc, sizeof(idc), "%s", id);
+    cJSON_Delete(j);
+    resp_free(&r);
+
+    assert_int_equal(get_preview(P_TLS, idc, &r), 200);
+    assert_non_null(strstr(r.body, "content=\"https://i.example/a\""));
+    resp_free(&r);
+    /* the expiration the store keeps matches the one asked for (to the second) */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/m/%s", idc);
+    const char *hr[] = {H(0, "Mailbox-Device-Claim: %s", claim), NULL};
+    do_req(P_TLS, "POST", path, hr, NULL, &r);
+    assert_int_equal(r.status, 200);
+    j = cJSON_Parse(r.body);
+    const char *got = cJSON_GetObjectItem(j, "expiration")->valuestring;
+    if (strcmp(got, exp) != 0) {
+        /* allow one second of rounding between the gateway's clock and the store's */
+        time_t g = t - 1;
+        char alt[40];
+        gmtime_r(&g, &tm);
+        strftime(alt, sizeof(alt), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (strcmp(got, alt) != 0)
+            fail_msg("expiration %s, wanted %s", got, exp);
+    }
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "displayInformation"), "imageUrl")->valuestring,
+        "https://i.example/a");
+    cJSON_Delete(j);
+    resp_free(&r);
+    assert_int_equal(delete_mailbox(P_H2C, idc, claim), 200);
+}
+
+static void hostile_title(void **state)
+{
+    mbx_t m;
+    /* JSON-escaped: "><script>alert(1)</script><img src=x onerror='y'>& */
+    create_mailbox(P_H1, &m, 0x22, "\\\"><script>alert(1)</script><img src=x onerror='y'>&");
+    resp_t r;
+    assert_int_equal(get_preview(P_H1, m.id, &r), 200);
+    assert_null(strstr(r.body, "<script"));
+    assert_null(strstr(r.body, "<img src=x"));
+    assert_non_null(strstr(r.body, "content=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
+                                   "&lt;img src=x onerror=&#39;y&#39;&gt;&amp;\""));
+    resp_free(&r);
+    /* ReadSecure gives the title back verbatim (JSON-escaped, not HTML-escaped) */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/m/%s", m.id);
+    const char *h[] = {H(0, "deviceClaim: %s", m.sender), NULL};
+    do_req(P_H1, "POST", path, h, NULL, &r);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "displayInformation"), "title")->valuestring,
+        "\"><script>alert(1)</script><img src=x onerror='y'>&");
+    cJSON_Delete(j);
+    resp_free(&r);
+}
+
+/* Every 400 kind of issue 3 §2, each with the correlation id echoed. */
+static void validation_errors(void **state)
+{
+    char claim[37], id[37], good[100], short_data[100];
+    new_uuid(claim);
+    new_uuid(id);
+    payload_b64(1, 32, good);
+    payload_b64(1, 27, short_data);
+    char title257[300];
+    memset(title257, 'x', 257);
+    title257[257] = '\0';
+    struct {
+        const char *what, *body_fmt, *code;
+    } cases[] = {
+        {"malformed JSON", "{\"payload\":", "invalid_json"},
+        {"not an object", "[1,2]", "invalid_json"},
+        {"missing payload",
+         "{\"displayInformation\":{\"title\":\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60}"
+         "%.0s}",
+         "missing_field"},
+        {"mailbox id not v4",
+         "{\"mailboxIdentifier\":\"6ba7b810-9dad-11d1-80b4-00c04fd430c8\",\"payload\":{\"type\":"
+         "\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":\"t\"},"
+         "\"mailboxConfiguration\":{\"timeToLive\":60}}",
+         "invalid_field"},
+        {"payload type",
+         "{\"payload\":{\"type\":\"ROT13\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+         "\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
+         "invalid_field"},
+        {"payload not base64",
+         "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s***\"},\"displayInformation\":{"
+         "\"title\":\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
+         "invalid_field"},
+        {"access rights",
+         "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+         "\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60,\"accessRights\":\"RX\"}}",
+         "invalid_field"},
+        {"ttl zero",
+         "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+         "\"t\"},\"mailboxConfiguration\":{\"timeToLive\":\"0\"}}",
+         "invalid_field"},
+        {"ttl not a number",
+         "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+         "\"t\"},\"mailboxConfiguration\":{\"timeToLive\":\"soon\"}}",
+         "invalid_field"},
+        {"ttl above max",
+         "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+         "\"t\"},\"mailboxConfiguration\":{\"timeToLive\":172801}}",
+         "invalid_field"},
+        {"no lifetime",
+         "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+         "\"t\"},\"mailboxConfiguration\":{\"accessRights\":\"RD\"}}",
+         "missing_field"},
+        {"token type unknown",
+         "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+         "\"t\"},\"notificationToken\":{\"type\":\"sms\",\"tokenData\":\"x\"},"
+         "\"mailboxConfiguration\":{\"timeToLive\":60}}",
+         "invalid_field"},
+        {"token without data",
+         "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+         "\"t\"},\"notificationToken\":{\"type\":\"webhook\"},"
+         "\"mailboxConfiguration\":{\"timeToLive\":60}}",
+         "missing_field"},
+        {"title not UTF-8",
+         "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+         "\"\xff\xfe\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
+         "invalid_json"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char body[2048], corr[37];
+        snprintf(body, sizeof(body), cases[i].body_fmt, good);
+        new_uuid(corr);
+        const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
+                           NULL};
+        resp_t r;
+        do_req(i % 2 ? P_H1 : P_H2C, "POST", "/v1/m", h, body, &r);
+        if (r.status != 400)
+            fail_msg("%s: %ld %s", cases[i].what, r.status, r.body);
+        expect_error(&r, 400, cases[i].code);
+        const char *echo = hdr(&r, "mailbox-correlation-id");
+        if (!echo || strcmp(echo, corr) != 0)
+            fail_msg("%s: correlation id not echoed", cases[i].what);
+        resp_free(&r);
+    }
+    /* short payload, long title */
+    char body[2048];
+    const char *hc[] = {H(0, "deviceClaim: %s", claim), NULL};
+    resp_t r;
+    snprintf(body, sizeof(body),
+             "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+             "\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
+             short_data);
+    do_req(P_TLS, "POST", "/v1/m", hc, body, &r);
+    expect_error(&r, 400, "invalid_field");
+    resp_free(&r);
+    snprintf(body, sizeof(body),
+             "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+             "\"%s\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
+             good, title257);
+    do_req(P_TLS, "POST", "/v1/m", hc, body, &r);
+    expect_error(&r, 400, "invalid_field");
+    assert_non_null(strstr(r.body, "title"));
+    resp_free(&r);
+
+    /* claim header: missing, not a UUID */
+    snprintf(body, sizeof(body),
+             "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
+             "\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
+             good);
+    char corr[37];
+    new_uuid(corr);
+    const char *hn[] = {H(1, "Mailbox-Correlation-ID: %s", corr), NULL};
+    do_req(P_H2C, "POST", "/v1/m", hn, body, &r);
+    expect_error(&r, 400, "missing_header");
+    assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
+    resp_free(&r);
+    const char *hb[] = {"deviceClaim: not-a-uuid", NULL};
+    do_req(P_H2C, "POST", "/v1/m", hb, body, &r);
+    expect_error(&r, 400, "invalid_header");
+    resp_free(&r);
+    /* mailbox id in the path not a UUID */
+    const char *hv[] = {H(0, "deviceClaim: %s", claim), NULL};
+    do_req(P_H2C, "POST", "/v1/m/12345", hv, NULL, &r);
+    expect_error(&r, 400, "invalid_mailbox_id");
+    resp_free(&r);
+    /* Update: notificationToken is required */
+    mbx_t m;
+    create_mailbox(P_H2C, &m, 3, NULL);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/m/%s", m.id);
+    snprintf(body, sizeof(body), "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"}}", good);
+    const char *hs[] = {H(0, "deviceClaim: %s", m.sender), NULL};
+    do_req(P_H2C, "PUT", path, hs, body, &r);
+    expect_error(&r, 400, "missing_field");
+    resp_free(&r);
+    /* nothing was changed by the refused update */
+    int fill = 0;
+    assert_int_equal(read_secure(P_H2C, m.id, m.sender, &fill), 200);
+    assert_int_equal(fill, 3);
+}
+
+static void status_rules(void **state)
+{
+    resp_t r;
+    char claim[37], unknown[37], path[128], corr[37];
+    new_uuid(claim);
+    new_uuid(unknown);
+    new_uuid(corr);
+    snprintf(path, sizeof(path), "/v1/m/%s", unknown);
+    const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
+                       NULL};
+    for (int proto = 0; proto < P_COUNT; proto++) {
+        /* 404: unknown mailbox, on every method; unknown route */
+        static const char *const methods[] = {"GET", "POST", "DELETE", "PATCH"};
+        for (size_t i = 0; i < 4; i++) {
+            do_req(proto, methods[i], path, h, NULL, &r);
+            expect_error(&r, 404, "not_found");
+            assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
+            resp_free(&r);
+        }
+        do_req(proto, "GET", "/v2/m", h, NULL, &r);
+        expect_error(&r, 404, "not_found");
+        assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
+        resp_free(&r);
+        do_req(proto, "GET", "/v1/m/a/b", NULL, NULL, &r);
+        expect_error(&r, 404, "not_found");
+        resp_free(&r);
+        /* 405 with Allow */
+        do_req(proto, "GET", "/v1/m", h, NULL, &r);
+        expect_error(&r, 405, "method_not_allowed");
+        assert_string_equal(hdr(&r, "allow"), "POST");
+        assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
+        resp_free(&r);
+        do_req(proto, "OPTIONS", path, h, NULL, &r);
+        expect_error(&r, 405, "method_not_allowed");
+        assert_non_null(strstr(hdr(&r, "allow"), "PATCH"));
+        resp_free(&r);
+        do_req(proto, "POST", "/healthz", NULL, NULL, &r);
+        expect_error(&r, 405, NULL);
+        resp_free(&r);
+        /* 415: a body that is not JSON */
+        const char *ht[] = {h[0], h[1], "Content-Type: text/plain", NULL};
+        do_req(proto, "POST", "/v1/m", ht, "{\"a\":1}", &r);
+        expect_error(&r, 415, "unsupported_media_type");
+        assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
+        resp_free(&r);
+        const char *hf[] = {h[0], "Content-Type: application/x-www-form-urlencoded", NULL};
+        do_req(proto, "PUT", path, hf, "a=1", &r);
+        expect_error(&r, 415, "unsupported_media_type");
+        resp_free(&r);
+        /* but a JSON type with parameters is fine (here it reaches validation) */
+        const char *hj[] = {h[0], "Content-Type: application/json; charset=utf-8", NULL};
+        do_req(proto, "POST", "/v1/m", hj, "{}", &r);
+        expect_error(&r, 400, "missing_field");
+        resp_free(&r);
+        /* 413 over the 64 KiB body limit */
+        size_t big = 70 * 1024;
+        char *body = malloc(big + 1);
+        memset(body, ' ', big);
+        body[0] = '{';
+        body[big - 1] = '}';
+        body[big] = '\0';
+        do_req(proto, "POST", "/v1/m", h, body, &r);
+        if (r.status != 413)
+            fail_msg("over %s: %ld, wanted 413", proto_names[proto], r.status);
+        resp_free(&r);
+        free(body);
+        /* health */
+        do_req(proto, "GET", "/healthz", NULL, NULL, &r);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+        do_req(proto, "GET", "/readyz", NULL, NULL, &r);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+    }
+}
+
+static void wrong_claim(void **state)
+{
+    mbx_t m;
+    char receiver[37], other[37];
+    new_uuid(receiver);
+    new_uuid(other);
+    create_mailbox(P_TLS, &m, 5, NULL);
+    assert_int_equal(read_secure(P_TLS, m.id, receiver, NULL), 200);
+    /* a claim in another case is the same UUID */
+    char upper[37];
+    for (int i = 0; i < 37; i++)
+        upper[i] = (char)toupper((unsigned char)receiver[i]);
+    assert_int_equal(read_secure(P_TLS, m.id, upper, NULL), 200);
+    assert_int_equal(read_secure(P_TLS, m.id, other, NULL), 401);
+    assert_int_equal(update_mailbox(P_TLS, m.id, other, 9), 401);
+    assert_int_equal(delete_mailbox(P_TLS, m.id, other), 401);
+    /* nothing changed */
+    int fill = 0;
+    assert_int_equal(read_secure(P_TLS, m.id, receiver, &fill), 200);
+    assert_int_equal(fill, 5);
+    /* conflicting claim headers */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/m/%s", m.id);
+    const char *h[] = {H(0, "deviceClaim: %s", receiver), H(1, "Mailbox-Device-Claim: %s", other),
+                       NULL};
+    resp_t r;
+    do_req(P_TLS, "POST", path, h, NULL, &r);
+    expect_error(&r, 400, "invalid_header");
+    resp_free(&r);
+    assert_int_equal(delete_mailbox(P_TLS, m.id, m.sender), 200);
+}
+
+/* With the default policy (verify-if-present) and no verifier configured, a request carrying
+ * an attestation cannot be checked: 503 and nothing stored. Without one it goes through. */
+static void attestation_without_verifier(void **state)
+{
+    char claim[37], id[37], data[100], body[1024];
+    new_uuid(claim);
+    new_uuid(id);
+    payload_b64(4, 32, data);
+    snprintf(
+        body, sizeof(body),
+        "{\"mailboxIdentifier\":\"%s\",\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},"
+        "\"displayInformation\":{\"title\":\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
+        id, data);
+    const char *h[] = {H(0, "deviceClaim: %s", claim), "deviceAttestation: e30", NULL};
+    resp_t r;
+    do_req(P_H2C, "POST", "/v1/m", h, body, &r);
+    expect_error(&r, 503, NULL);
+    resp_free(&r);
+    assert_int_equal(get_preview(P_H2C, id, &r), 404);
+    resp_free(&r);
+    const char *h2[] = {h[0], NULL};
+    do_req(P_H2C, "POST", "/v1/m", h2, body, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+}
+
+/* --attestation-policy=required against a verifier address where nothing listens: a missing
+ * or malformed attestation is refused (401) before any backend is asked; a well-formed one
+ * that cannot be verified is a 503; nothing is stored in any case. */
+static void attestation_required(void **state)
+{
+    const char *extra[] = {"--attestation-policy=required", "--attestation-target=127.0.0.1:1",
+                           NULL};
+    th_proc_t gw;
+    assert_int_equal(gateway_start(&gw, E.store_port, extra), 0);
+    int port = th_proc_port(&gw, "http_port");
+    CURL *c = curl_easy_init();
+    char claim[37], id[37], data[100], body[1024];
+    new_uuid(claim);
+    new_uuid(id);
+    payload_b64(4, 32, data);
+    snprintf(
+        body, sizeof(body),
+        "{\"mailboxIdentifier\":\"%s\",\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},"
+        "\"displayInformation\":{\"title\":\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
+        id, data);
+    resp_t r;
+    const char *h0[] = {H(0, "deviceClaim: %s", claim), NULL};
+    do_req_on(c, P_H2C, port, "POST", "/v1/m", h0, body, strlen(body), &r);
+    expect_error(&r, 401, "attestation_required");
+    resp_free(&r);
+    const char *h1[] = {h0[0], "Mailbox-Device-Attestation: !!notbase64!!", NULL};
+    do_req_on(c, P_H2C, port, "POST", "/v1/m", h1, body, strlen(body), &r);
+    expect_error(&r, 401, "invalid_attestation");
+    resp_free(&r);
+    /* {"attestationObject":"oP8A","clientDataJSON":"e30"} */
+    const char *h2[] = {h0[0],
+                        "deviceAttestation: "
+                        "eyJhdHRlc3RhdGlvbk9iamVjdCI6Im9QOEEiLCJjbGllbnREYXRhSlNPTiI6ImUzMCJ9",
+                        NULL};
+    do_req_on(c, P_H2C, port, "POST", "/v1/m", h2, body, strlen(body), &r);
+    expect_error(&r, 503, "unavailable");
+    resp_free(&r);
+    /* reads need no attestation */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/m/%s", id);
+    do_req_on(c, P_H2C, port, "GET", path, NULL, NULL, 0, &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    curl_easy_cleanup(c);
+    int st = th_proc_stop(&gw, SIGTERM, 15000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* A killed store gives 503 within the deadline and /readyz 503; after a restart (same port,
+ * same data) the gateway recovers by itself and the data written before is still there. */
+static void store_killed_and_back(void **state)
+{
+    char dir[600], data_dir[700];
+    snprintf(dir, sizeof(dir), "%s/kill", E.dir);
+    snprintf(data_dir, sizeof(data_dir), "%s/kill", E.dir);
+    th_proc_t store, gw;
+    assert_int_equal(store_start(&store, data_dir, 0), 0);
+    int sport = th_proc_port(&store, "grpc_port");
+    const char *extra[] = {"--backend-timeout-ms=1500", NULL};
+    assert_int_equal(gateway_start(&gw, sport, extra), 0);
+    int port = th_proc_port(&gw, "http_port");
+    CURL *c = curl_easy_init();
+    resp_t r;
+
+    do_req_on(c, P_H2C, port, "GET", "/readyz", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* create one mailbox before the crash */
+    char claim[37], id[37], data[100], body[1024];
+    new_uuid(claim);
+    new_uuid(id);
+    payload_b64(0x5a, 32, data);
+    snprintf(
+        body, sizeof(body),
+        "{\"mailboxIdentifier\":\"%s\",\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},"
+        "\"displayInformation\":{\"title\":\"t\"},\"mailboxConfiguration\":{\"timeToLive\":600}}",
+        id, data);
+    const char *h[] = {H(0, "deviceClaim: %s", claim), NULL};
+    do_req_on(c, P_H2C, port, "POST", "/v1/m", h, body, strlen(body), &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+
+    th_proc_kill9(&store);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/m/%s", id);
+    long long t0 = th_now_ms();
+    do_req_on(c, P_H2C, port, "GET", path, NULL, NULL, 0, &r);
+    long long took = th_now_ms() - t0;
+    expect_error(&r, 503, "unavailable");
+    resp_free(&r);
+    if (took > 1500 + 1000)
+        fail_msg("503 took %lld ms (deadline 1500)", took);
+    do_req_on(c, P_H1, port, "POST", path, h, NULL, 0, &r);
+    if (r.status != 503 && r.status != 504)
+        fail_msg("read with store down: %ld", r.status);
+    resp_free(&r);
+    /* readiness flips within its cache time */
+    long long end = th_now_ms() + 5000;
+    long st = 0;
+    while (th_now_ms() < end) {
+        do_req_on(c, P_H2C, port, "GET", "/readyz", NULL, NULL, 0, &r);
+        st = r.status;
+        resp_free(&r);
+        if (st == 503)
+            break;
+        usleep(100000);
+    }
+    assert_int_equal(st, 503);
+    /* liveness stays */
+    do_req_on(c, P_H2C, port, "GET", "/healthz", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+
+    /* back on the same port with the same data */
+    assert_int_equal(store_start(&store, data_dir, sport), 0);
+    end = th_now_ms() + 20000;
+    long long back = 0;
+    while (th_now_ms() < end) {
+        do_req_on(c, P_H2C, port, "GET", "/readyz", NULL, NULL, 0, &r);
+        st = r.status;
+        resp_free(&r);
+        if (st == 200) {
+            back = th_now_ms();
+            break;
+        }
+        usleep(100000);
+    }
+    if (st != 200)
+        fail_msg("gateway not ready 20 s after the store came back");
+    (void)back;
+    int fill = 0;
+    (void)fill;
+    do_req_on(c, P_H2C, port, "POST", path, h, NULL, 0, &r);
+    if (r.status != 200)
+        fail_msg("read after restart: %ld %s", r.status, r.body);
+    resp_free(&r);
+    curl_easy_cleanup(c);
+    int gst = th_proc_stop(&gw, SIGTERM, 15000);
+    assert_true(gst >= 0 && WIFEXITED(gst) && WEXITSTATUS(gst) == 0);
+    th_proc_stop(&store, SIGTERM, 15000);
+    (void)dir;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(stateless_flow),       cmocka_unit_test(stateful_flow),
+        cmocka_unit_test(relinquish),           cmocka_unit_test(duplicate_and_existing),
+        cmocka_unit_test(later_draft_names),    cmocka_unit_test(hostile_title),
+        cmocka_unit_test(validation_errors),    cmocka_unit_test(status_rules),
+        cmocka_unit_test(wrong_claim),          cmocka_unit_test(attestation_without_verifier),
+        cmocka_unit_test(attestation_required), cmocka_unit_test(store_killed_and_back),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

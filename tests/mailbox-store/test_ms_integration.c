@@ -1,0 +1,788 @@
+/* Integration tests: the real mailbox-store binary on ephemeral ports, called through the
+ * cm_rpc client (issue 2 §4). The database is inspected read-only after the process stopped. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+#include <rocksdb/c.h>
+
+#include "cm_rpc.h"
+#include "cm_uuid.h"
+#include "th.h"
+#include "tigress/mailbox/v1/mailbox_store.pb-c.h"
+#include "tigress/push/v1/push_dispatch.pb-c.h"
+
+#define SVC "/tigress.mailbox.v1.MailboxStore/"
+#define CLAIM_A "aaaaaaaa-0000-4000-8000-000000000001"
+#define CLAIM_B "bbbbbbbb-0000-4000-8000-000000000002"
+#define CLAIM_C "cccccccc-0000-4000-8000-000000000003"
+#define START_MS 30000
+#define CALL_MS 10000
+
+typedef struct {
+    char dir[512];
+    char data_arg[600];
+    char push_arg[300];
+    th_proc_t proc;
+    cm_rpc_channel_t *ch;
+    int port;
+    int admin_port;
+} fx_t;
+
+static void store_start(fx_t *fx)
+{
+    char bin[512];
+    th_bin("mailbox-store", bin, sizeof(bin));
+    snprintf(fx->data_arg, sizeof(fx->data_arg), "--data-dir=%s", fx->dir);
+    char *argv[] = {bin,
+                    "--listen=127.0.0.1:0",
+                    "--admin-listen=127.0.0.1:0",
+                    fx->data_arg,
+                    "--sweep-interval-ms=100",
+                    "--max-ttl=3600",
+                    fx->push_arg[0] ? fx->push_arg : "--log-level=info",
+                    NULL};
+    assert_int_equal(th_proc_start(&fx->proc, argv, START_MS), 0);
+    fx->port = th_proc_port(&fx->proc, "grpc_port");
+    fx->admin_port = th_proc_port(&fx->proc, "admin_port");
+    assert_true(fx->port > 0 && fx->admin_port > 0);
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", fx->port);
+    assert_int_equal(cm_rpc_channel_new(target, NULL, &fx->ch), 0);
+}
+
+static void channel_drop(fx_t *fx)
+{
+    if (fx->ch)
+        cm_rpc_channel_del(fx->ch);
+    fx->ch = NULL;
+}
+
+/* SIGTERM and expect a clean exit 0. */
+static void store_stop(fx_t *fx)
+{
+    channel_drop(fx);
+    int st = th_proc_stop(&fx->proc, SIGTERM, 20000);
+    assert_true(st >= 0 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static int setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof(*fx));
+    assert_int_equal(th_tempdir("ms-int", fx->dir, sizeof(fx->dir)), 0);
+    *state = fx;
+    return 0;
+}
+
+static int setup_started(void **state)
+{
+    setup(state);
+    store_start(*state);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+    channel_drop(fx);
+    if (fx->proc.pid > 0)
+        th_proc_kill9(&fx->proc);
+    th_rmtree(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* ---- calls ---- */
+
+static int call(fx_t *fx, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp)
+{
+    char path[128];
+    snprintf(path, sizeof(path), SVC "%s", method);
+    cm_rpc_call_opts_t o = {.timeout_ms = CALL_MS, .request_id = "test"};
+    cm_rpc_status_t st;
+    ProtobufCMessage *r = NULL;
+    cm_rpc_call(fx->ch, path, req, rd, &o, &r, &st);
+    if (resp)
+        *resp = r;
+    else if (r)
+        protobuf_c_message_free_unpacked(r, NULL);
+    return st.code;
+}
+
+static int create(fx_t *fx, const char *id, const char *claim, const char *corr, const char *rights,
+                  int64_t ttl, const char *tok, int *dup)
+{
+    Tigress__Mailbox__V1__CreateRequest r = TIGRESS__MAILBOX__V1__CREATE_REQUEST__INIT;
+    Tigress__Mailbox__V1__Payload p = TIGRESS__MAILBOX__V1__PAYLOAD__INIT;
+    Tigress__Mailbox__V1__DisplayInformation d = TIGRESS__MAILBOX__V1__DISPLAY_INFORMATION__INIT;
+    Tigress__Mailbox__V1__NotificationToken t = TIGRESS__MAILBOX__V1__NOTIFICATION_TOKEN__INIT;
+    p.type = "AES128";
+    p.data.data = (uint8_t *)"secret-bytes";
+    p.data.len = 12;
+    d.title = "Hotel Pass";
+    d.description = "Some Hotel Pass";
+    d.image_url = "https://hotel.example/i.png";
+    r.mailbox_id = (char *)id;
+    r.device_claim = (char *)claim;
+    r.correlation_id = (char *)corr;
+    r.payload = &p;
+    r.display = &d;
+    r.access_rights = (char *)rights;
+    r.ttl_seconds = ttl;
+    if (tok) {
+        t.type = "com.apple.apns";
+        t.token_data = (char *)tok;
+        r.notification_token = &t;
+    }
+    Tigress__Mailbox__V1__CreateResponse *resp = NULL;
+    int code = call(fx, "Create", &r.base, &tigress__mailbox__v1__create_response__descriptor,
+                    (ProtobufCMessage **)&resp);
+    if (resp) {
+        assert_string_equal(resp->mailbox_id, id);
+        if (dup)
+            *dup = resp->duplicate;
+        tigress__mailbox__v1__create_response__free_unpacked(resp, NULL);
+    }
+    return code;
+}
+
+static int read_secure(fx_t *fx, const char *id, const char *claim, const char *corr, int *dup)
+{
+    Tigress__Mailbox__V1__ReadSecureRequest r = TIGRESS__MAILBOX__V1__READ_SECURE_REQUEST__INIT;
+    r.mailbox_id = (char *)id;
+    r.device_claim = (char *)claim;
+    r.correlation_id = (char *)corr;
+    Tigress__Mailbox__V1__ReadSecureResponse *resp = NULL;
+    int code =
+        call(fx, "ReadSecure", &r.base, &tigress__mailbox__v1__read_secure_response__descriptor,
+             (ProtobufCMessage **)&resp);
+    if (resp) {
+        assert_string_equal(resp->payload->type, "AES128");
+        assert_string_equal(resp->display->title, "Hotel Pass");
+        if (dup)
+            *dup = resp->duplicate;
+        tigress__mailbox__v1__read_secure_response__free_unpacked(resp, NULL);
+    }
+    return code;
+}
+
+static int rs(fx_t *fx, const char *id, const char *claim)
+{
+    return read_secure(fx, id, claim, "", NULL);
+}
+
+static int read_display(fx_t *fx, const char *id)
+{
+    Tigress__Mailbox__V1__ReadDisplayRequest r = TIGRESS__MAILBOX__V1__READ_DISPLAY_REQUEST__INIT;
+    r.mailbox_id = (char *)id;
+    Tigress__Mailbox__V1__ReadDisplayResponse *resp = NULL;
+    int code =
+        call(fx, "ReadDisplay", &r.base, &tigress__mailbox__v1__read_display_response__descriptor,
+             (ProtobufCMessage **)&resp);
+    if (resp) {
+        assert_string_equal(resp->display->description, "Some Hotel Pass");
+        tigress__mailbox__v1__read_display_response__free_unpacked(resp, NULL);
+    }
+    return code;
+}
+
+static int update(fx_t *fx, const char *id, const char *claim, const char *corr, const char *tok,
+                  int *dup)
+{
+    Tigress__Mailbox__V1__UpdateRequest r = TIGRESS__MAILBOX__V1__UPDATE_REQUEST__INIT;
+    Tigress__Mailbox__V1__Payload p = TIGRESS__MAILBOX__V1__PAYLOAD__INIT;
+    Tigress__Mailbox__V1__NotificationToken t = TIGRESS__MAILBOX__V1__NOTIFICATION_TOKEN__INIT;
+    p.type = "AES128";
+    p.data.data = (uint8_t *)"updated";
+    p.data.len = 7;
+    r.mailbox_id = (char *)id;
+    r.device_claim = (char *)claim;
+    r.correlation_id = (char *)corr;
+    r.payload = &p;
+    if (tok) {
+        t.type = "com.google.fcm";
+        t.token_data = (char *)tok;
+        r.notification_token = &t;
+    }
+    Tigress__Mailbox__V1__UpdateResponse *resp = NULL;
+    int code = call(fx, "Update", &r.base, &tigress__mailbox__v1__update_response__descriptor,
+                    (ProtobufCMessage **)&resp);
+    if (resp) {
+        if (dup)
+            *dup = resp->duplicate;
+        tigress__mailbox__v1__update_response__free_unpacked(resp, NULL);
+    }
+    return code;
+}
+
+static int del(fx_t *fx, const char *id, const char *claim)
+{
+    Tigress__Mailbox__V1__DeleteRequest r = TIGRESS__MAILBOX__V1__DELETE_REQUEST__INIT;
+    r.mailbox_id = (char *)id;
+    r.device_claim = (char *)claim;
+    return call(fx, "Delete", &r.base, &tigress__mailbox__v1__delete_response__descriptor, NULL);
+}
+
+static int relinquish(fx_t *fx, const char *id, const char *claim)
+{
+    Tigress__Mailbox__V1__RelinquishRequest r = TIGRESS__MAILBOX__V1__RELINQUISH_REQUEST__INIT;
+    r.mailbox_id = (char *)id;
+    r.device_claim = (char *)claim;
+    return call(fx, "Relinquish", &r.base, &tigress__mailbox__v1__relinquish_response__descriptor,
+                NULL);
+}
+
+static void new_id(char id[37])
+{
+    assert_int_equal(cm_uuid_v4(id), 0);
+}
+
+/* ---- database inspection (read-only, after stop) ---- */
+
+typedef struct {
+    int keys_mentioning; /* keys or values that contain the needle */
+    int outbox_notify;   /* outbox entries */
+    int outbox_cancel;
+    char last_token[128]; /* token_data of the last notify entry naming the needle */
+} scan_t;
+
+static void db_scan(fx_t *fx, const char *needle, scan_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    char path[700], *err = NULL;
+    snprintf(path, sizeof(path), "%s/db", fx->dir);
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_t *db = rocksdb_open_for_read_only(o, path, 0, &err);
+    assert_null(err);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator(db, ro);
+    size_t nl = strlen(needle);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl), *v = rocksdb_iter_value(it, &vl);
+        if (memmem(k, kl, needle, nl) || memmem(v, vl, needle, nl))
+            s->keys_mentioning++;
+        if (kl == 10 && k[0] == 'o' && k[1] == '/' && vl > 0) {
+            if (v[0] == 'C') {
+                s->outbox_cancel++;
+                continue;
+            }
+            s->outbox_notify++;
+            Tigress__Push__V1__Notification *n =
+                tigress__push__v1__notification__unpack(NULL, vl - 1, (const uint8_t *)v + 1);
+            assert_non_null(n);
+            if (strcmp(n->mailbox_id, needle) == 0)
+                snprintf(s->last_token, sizeof(s->last_token), "%s:%s", n->token_type,
+                         n->token_data);
+            tigress__push__v1__notification__free_unpacked(n, NULL);
+        }
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+}
+
+/* ---- tests ---- */
+
+static void rules_over_rpc(void **state)
+{
+    fx_t *fx = *state;
+    char id[37], id2[37];
+    new_id(id);
+    new_id(id2);
+    int dup = -1;
+    const int PD = GRPC_STATUS_PERMISSION_DENIED, INV = GRPC_STATUS_INVALID_ARGUMENT;
+    /* Create checks */
+    assert_int_equal(create(fx, "nope", CLAIM_A, "", "", 60, NULL, NULL), INV);
+    assert_int_equal(
+        create(fx, "3f2504e0-4f89-11d3-9a0c-0305e82c3301", CLAIM_A, "", "", 60, NULL, NULL), INV);
+    assert_int_equal(create(fx, id, CLAIM_A, "", "", 0, NULL, NULL), INV);
+    assert_int_equal(create(fx, id, CLAIM_A, "", "", 3601, NULL, NULL), INV); /* --max-ttl */
+    assert_int_equal(create(fx, id, CLAIM_A, "", "RX", 60, NULL, NULL), INV);
+    assert_int_equal(create(fx, id, "", "", "", 60, NULL, NULL), INV);
+    assert_int_equal(read_display(fx, id), GRPC_STATUS_NOT_FOUND);
+    assert_int_equal(create(fx, id, CLAIM_A, "c1", "", 3600, NULL, &dup), 0);
+    assert_false(dup);
+    assert_int_equal(create(fx, id, CLAIM_A, "c1", "", 60, NULL, &dup), 0); /* duplicate */
+    assert_true(dup);
+    assert_int_equal(create(fx, id, CLAIM_B, "c1", "", 60, NULL, NULL), GRPC_STATUS_ALREADY_EXISTS);
+    assert_int_equal(create(fx, id, CLAIM_A, "c2", "", 60, NULL, NULL), GRPC_STATUS_ALREADY_EXISTS);
+    assert_int_equal(read_display(fx, id), 0);
+    assert_int_equal(read_display(fx, id2), GRPC_STATUS_NOT_FOUND);
+    assert_int_equal(read_display(fx, "x"), INV);
+    /* binding */
+    assert_int_equal(read_secure(fx, id, CLAIM_B, "r1", &dup), 0);
+    assert_false(dup);
+    assert_int_equal(read_secure(fx, id, CLAIM_B, "r1", &dup), 0);
+    assert_true(dup);
+    assert_int_equal(rs(fx, id, CLAIM_C), PD);
+    assert_int_equal(rs(fx, id, CLAIM_A), 0);
+    /* rights: default RD, so no Update */
+    assert_int_equal(update(fx, id, CLAIM_A, "", NULL, NULL), PD);
+    assert_int_equal(update(fx, id, CLAIM_B, "", NULL, NULL), PD);
+    /* Relinquish: receiver only; then another device binds */
+    assert_int_equal(relinquish(fx, id, CLAIM_A), GRPC_STATUS_FAILED_PRECONDITION);
+    assert_int_equal(relinquish(fx, id, CLAIM_C), PD);
+    assert_int_equal(relinquish(fx, id, CLAIM_B), 0);
+    assert_int_equal(rs(fx, id, CLAIM_C), 0);
+    assert_int_equal(rs(fx, id, CLAIM_B), PD);
+    /* Delete: bound claims with D only */
+    assert_int_equal(del(fx, id, CLAIM_B), PD);
+    assert_int_equal(del(fx, id, CLAIM_C), 0);
+    assert_int_equal(read_display(fx, id), GRPC_STATUS_NOT_FOUND);
+    assert_int_equal(rs(fx, id, CLAIM_A), GRPC_STATUS_NOT_FOUND);
+    assert_int_equal(del(fx, id, CLAIM_A), GRPC_STATUS_NOT_FOUND);
+    /* RWD: Update by both parties, duplicates change nothing */
+    assert_int_equal(create(fx, id2, CLAIM_A, "", "RWD", 600, "TOKEN-A", NULL), 0);
+    assert_int_equal(update(fx, id2, CLAIM_B, "", NULL, NULL), PD); /* not bound yet */
+    assert_int_equal(rs(fx, id2, CLAIM_B), 0);
+    assert_int_equal(update(fx, id2, CLAIM_B, "u1", "TOKEN-B", &dup), 0);
+    assert_false(dup);
+    assert_int_equal(update(fx, id2, CLAIM_B, "u1", "TOKEN-B", &dup), 0);
+    assert_true(dup);
+    assert_int_equal(update(fx, id2, CLAIM_A, "u1", NULL, &dup), 0); /* other claim: new */
+    assert_false(dup);
+    /* unknown / expired ids are NOT_FOUND everywhere */
+    char id3[37];
+    new_id(id3);
+    assert_int_equal(update(fx, id3, CLAIM_A, "", NULL, NULL), GRPC_STATUS_NOT_FOUND);
+    assert_int_equal(relinquish(fx, id3, CLAIM_A), GRPC_STATUS_NOT_FOUND);
+    /* the two updates produced two outbox entries (B's update -> A's token, A's -> B's) */
+    store_stop(fx);
+    scan_t s;
+    db_scan(fx, id2, &s);
+    assert_int_equal(s.outbox_notify, 2);
+    assert_string_equal(s.last_token, "com.google.fcm:TOKEN-B");
+    db_scan(fx, CLAIM_A, &s);
+    assert_int_equal(s.keys_mentioning, 0); /* claims only as keyed hashes */
+}
+
+typedef struct {
+    fx_t *fx;
+    const char *id;
+    int idx;
+    pthread_barrier_t *bar;
+    int code;
+} racer_t;
+
+static void *racer(void *arg)
+{
+    racer_t *r = arg;
+    char claim[64];
+    snprintf(claim, sizeof(claim), "%08d-0000-4000-8000-000000000000", r->idx);
+    pthread_barrier_wait(r->bar);
+    r->code = rs(r->fx, r->id, claim);
+    return NULL;
+}
+
+static void binding_race(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 24, ROUNDS = 5 };
+    for (int round = 0; round < ROUNDS; round++) {
+        char id[37];
+        new_id(id);
+        assert_int_equal(create(fx, id, CLAIM_A, "", "", 600, NULL, NULL), 0);
+        pthread_t t[N];
+        racer_t r[N];
+        pthread_barrier_t bar;
+        pthread_barrier_init(&bar, NULL, N);
+        for (int i = 0; i < N; i++) {
+            r[i] = (racer_t){fx, id, round * 100 + i, &bar, -1};
+            assert_int_equal(pthread_create(&t[i], NULL, racer, &r[i]), 0);
+        }
+        int winners = 0, winner = -1;
+        for (int i = 0; i < N; i++) {
+            pthread_join(t[i], NULL);
+            if (r[i].code == 0) {
+                winners++;
+                winner = r[i].idx;
+            } else {
+                assert_int_equal(r[i].code, GRPC_STATUS_PERMISSION_DENIED);
+            }
+        }
+        pthread_barrier_destroy(&bar);
+        assert_int_equal(winners, 1);
+        char claim[64];
+        snprintf(claim, sizeof(claim), "%08d-0000-4000-8000-000000000000", winner);
+        assert_int_equal(rs(fx, id, claim), 0);
+        assert_int_equal(rs(fx, id, CLAIM_C), GRPC_STATUS_PERMISSION_DENIED);
+    }
+}
+
+static void ttl_expiry_and_sweeper(void **state)
+{
+    fx_t *fx = *state;
+    char id[37], keep[37];
+    new_id(id);
+    new_id(keep);
+    assert_int_equal(create(fx, id, CLAIM_A, "c1", "RWD", 1, "TOKEN-A", NULL), 0);
+    assert_int_equal(create(fx, keep, CLAIM_A, "c1", "RWD", 600, NULL, NULL), 0);
+    long long t0 = th_now_ms();
+    assert_int_equal(read_secure(fx, id, CLAIM_B, "c2", NULL), 0);
+    assert_int_equal(update(fx, id, CLAIM_B, "c3", "TOKEN-B", NULL), 0);
+    /* every read path: NOT_FOUND as soon as the lifetime is over */
+    while (th_now_ms() - t0 < 1100)
+        usleep(20000);
+    assert_int_equal(read_display(fx, id), GRPC_STATUS_NOT_FOUND);
+    assert_int_equal(rs(fx, id, CLAIM_A), GRPC_STATUS_NOT_FOUND);
+    assert_int_equal(update(fx, id, CLAIM_B, "", NULL, NULL), GRPC_STATUS_NOT_FOUND);
+    /* the sweeper (every 100 ms) removes it; give a loaded machine time */
+    usleep(1500 * 1000);
+    assert_int_equal(read_display(fx, keep), 0);
+    store_stop(fx);
+    scan_t s;
+    db_scan(fx, id, &s);
+    assert_int_equal(s.keys_mentioning, 0); /* record, index, idempotency, outbox: all gone */
+    assert_int_equal(s.outbox_notify, 0);
+    db_scan(fx, keep, &s);
+    assert_true(s.keys_mentioning >= 3); /* record, expiry index, idempotency record */
+}
+
+static void restart_durability(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 100 };
+    char ids[N][37];
+    for (int i = 0; i < N; i++) {
+        new_id(ids[i]);
+        assert_int_equal(create(fx, ids[i], CLAIM_A, "", "RWD", 3600, "TOKEN-A", NULL), 0);
+        if (i % 2 == 0)
+            assert_int_equal(rs(fx, ids[i], CLAIM_B), 0);
+    }
+    channel_drop(fx);
+    th_proc_kill9(&fx->proc); /* no shutdown path: only what was fsynced survives */
+    store_start(fx);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(read_display(fx, ids[i]), 0);
+        if (i % 2 == 0) {
+            assert_int_equal(rs(fx, ids[i], CLAIM_C), GRPC_STATUS_PERMISSION_DENIED);
+            assert_int_equal(rs(fx, ids[i], CLAIM_B), 0);
+        } else {
+            assert_int_equal(rs(fx, ids[i], CLAIM_C), 0); /* binds now */
+        }
+        assert_int_equal(rs(fx, ids[i], CLAIM_A), 0);
+    }
+    store_stop(fx);
+}
+
+static char *http_get(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return NULL;
+    }
+    char req[256];
+    int n =
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while ((r = read(fd, buf + len, cap - 1 - len)) > 0) {
+        len += (size_t)r;
+        if (len + 1 >= cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    buf[len] = '\0';
+    close(fd);
+    return buf;
+}
+
+static void health_unknown_metrics(void **state)
+{
+    fx_t *fx = *state;
+    assert_int_equal(cm_rpc_health_check(fx->ch, "", CALL_MS), 1);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", CALL_MS), 1);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "no.such.Service", CALL_MS), -1);
+    Tigress__Mailbox__V1__ReadDisplayRequest r = TIGRESS__MAILBOX__V1__READ_DISPLAY_REQUEST__INIT;
+    long long t0 = th_now_ms();
+    assert_int_equal(call(fx, "NoSuchMethod", &r.base,
+                          &tigress__mailbox__v1__read_display_response__descriptor, NULL),
+                     GRPC_STATUS_UNIMPLEMENTED);
+    assert_true(th_now_ms() - t0 < 1000);
+    char id[37];
+    new_id(id);
+    assert_int_equal(create(fx, id, CLAIM_A, "", "", 60, NULL, NULL), 0);
+    assert_int_equal(read_display(fx, "bad"), GRPC_STATUS_INVALID_ARGUMENT);
+    char *m = http_get(fx->admin_port, "/metrics");
+    assert_non_null(m);
+    assert_non_null(
+        strstr(m, "tigress_mailbox_store_requests_total{method=\"create\",code=\"OK\"} 1"));
+    assert_non_null(strstr(
+        m,
+        "tigress_mailbox_store_requests_total{method=\"read_display\",code=\"INVALID_ARGUMENT\"}"));
+    assert_non_null(strstr(m, "tigress_mailbox_store_outbox_depth"));
+    assert_null(strstr(m, id)); /* no ids in metrics */
+    free(m);
+    m = http_get(fx->admin_port, "/readyz");
+    assert_non_null(m);
+    assert_non_null(strstr(m, " 200 "));
+    free(m);
+    store_stop(fx);
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    int done, ok;
+    int code[64];
+} async_t;
+
+typedef struct {
+    async_t *a;
+    int i;
+} async_slot_t;
+
+static void on_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *resp)
+{
+    async_slot_t *s = user;
+    pthread_mutex_lock(&s->a->mu);
+    s->a->code[s->i] = st->code;
+    s->a->done++;
+    if (st->code == GRPC_STATUS_OK)
+        s->a->ok++;
+    pthread_mutex_unlock(&s->a->mu);
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+static void sigterm_drains(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 64 };
+    char ids[N][37];
+    async_t a = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    async_slot_t slots[N];
+    cm_rpc_async_t *as = NULL;
+    assert_int_equal(cm_rpc_async_new(&as), 0);
+    cm_rpc_call_opts_t o = {.timeout_ms = CALL_MS};
+    for (int i = 0; i < N; i++) {
+        new_id(ids[i]);
+        Tigress__Mailbox__V1__CreateRequest r = TIGRESS__MAILBOX__V1__CREATE_REQUEST__INIT;
+        Tigress__Mailbox__V1__Payload p = TIGRESS__MAILBOX__V1__PAYLOAD__INIT;
+        p.type = "AES128";
+        r.mailbox_id = ids[i];
+        r.device_claim = CLAIM_A;
+        r.payload = &p;
+        r.ttl_seconds = 600;
+        slots[i] = (async_slot_t){&a, i};
+        a.code[i] = -1;
+        assert_int_equal(cm_rpc_call_async(as, fx->ch, SVC "Create", &r.base,
+                                           &tigress__mailbox__v1__create_response__descriptor, &o,
+                                           on_done, &slots[i]),
+                         0);
+    }
+    /* SIGTERM while calls are in flight: exit 0, and every acknowledged create survives */
+    kill(fx->proc.pid, SIGTERM);
+    long long t0 = th_now_ms();
+    int st = th_proc_stop(&fx->proc, SIGTERM, 20000);
+    assert_true(st >= 0 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_true(th_now_ms() - t0 < 15000);
+    for (;;) {
+        pthread_mutex_lock(&a.mu);
+        int d = a.done;
+        pthread_mutex_unlock(&a.mu);
+        if (d == N)
+            break;
+        usleep(10000);
+    }
+    cm_rpc_async_del(as);
+    channel_drop(fx);
+    store_start(fx);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        if (a.code[i] == GRPC_STATUS_OK) {
+            ok++;
+            /* ReadDisplay checks the description, which these creates did not set */
+            Tigress__Mailbox__V1__ReadSecureRequest r =
+                TIGRESS__MAILBOX__V1__READ_SECURE_REQUEST__INIT;
+            r.mailbox_id = ids[i];
+            r.device_claim = CLAIM_A;
+            assert_int_equal(call(fx, "ReadSecure", &r.base,
+                                  &tigress__mailbox__v1__read_secure_response__descriptor, NULL),
+                             0);
+        }
+    }
+    print_message("sigterm_drains: %d of %d creates acknowledged before the drain\n", ok, N);
+    store_stop(fx);
+}
+
+static void outbox_read_back_and_dump(void **state)
+{
+    fx_t *fx = *state;
+    char id[37], gone[37];
+    new_id(id);
+    new_id(gone);
+    assert_int_equal(create(fx, id, CLAIM_A, "", "RWD", 600, "TOKEN-A", NULL), 0);
+    assert_int_equal(rs(fx, id, CLAIM_B), 0);
+    assert_int_equal(update(fx, id, CLAIM_B, "", "TOKEN-B", NULL), 0);
+    assert_int_equal(create(fx, gone, CLAIM_A, "", "RWD", 600, NULL, NULL), 0);
+    assert_int_equal(del(fx, gone, CLAIM_A), 0);
+    store_stop(fx);
+    scan_t s;
+    db_scan(fx, id, &s);
+    assert_int_equal(s.outbox_notify, 1);
+    assert_int_equal(s.outbox_cancel, 1);
+    assert_string_equal(s.last_token, "com.apple.apns:TOKEN-A"); /* the OTHER party's token */
+    /* the same through the operator's dump */
+    char cmd[1400], bin[512];
+    th_bin("mailbox-store", bin, sizeof(bin));
+    snprintf(cmd, sizeof(cmd), "%s --data-dir=%s --dump", bin, fx->dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[2048];
+    int notify = 0, cancel = 0;
+    while (fgets(line, sizeof(line), p)) {
+        if (strstr(line, "\"kind\":\"outbox\"") && strstr(line, "\"type\":\"notify\"") &&
+            strstr(line, id) && strstr(line, "TOKEN-A"))
+            notify++;
+        if (strstr(line, "\"type\":\"cancel\"") && strstr(line, gone))
+            cancel++;
+        assert_null(strstr(line, "secret-bytes"));
+    }
+    assert_int_equal(pclose(p), 0);
+    assert_int_equal(notify, 1);
+    assert_int_equal(cancel, 1);
+}
+
+/* ---- forwarding to a fake push-dispatch (the real one is tested by its own suite) ---- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    int calls;
+    int fail_first; /* answer UNAVAILABLE to this many Enqueue calls */
+    int notifications;
+    int cancels;
+    char tokens[256];
+} fake_pd_t;
+
+static grpc_status_code pd_enqueue(cm_rpc_call_t *call, void *user, const ProtobufCMessage *req,
+                                   ProtobufCMessage *resp)
+{
+    fake_pd_t *f = user;
+    const Tigress__Push__V1__EnqueueRequest *rq = (const void *)req;
+    pthread_mutex_lock(&f->mu);
+    int fail = f->calls++ < f->fail_first;
+    if (!fail) {
+        for (size_t i = 0; i < rq->n_notifications; i++) {
+            f->notifications++;
+            strncat(f->tokens, rq->notifications[i]->token_data,
+                    sizeof(f->tokens) - strlen(f->tokens) - 2);
+            strcat(f->tokens, ",");
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (fail)
+        return cm_rpc_fail(call, GRPC_STATUS_UNAVAILABLE, "not yet");
+    ((Tigress__Push__V1__EnqueueResponse *)resp)->accepted = (uint32_t)rq->n_notifications;
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code pd_cancel(cm_rpc_call_t *call, void *user, const ProtobufCMessage *req,
+                                  ProtobufCMessage *resp)
+{
+    fake_pd_t *f = user;
+    pthread_mutex_lock(&f->mu);
+    f->cancels++;
+    pthread_mutex_unlock(&f->mu);
+    return GRPC_STATUS_OK;
+}
+
+static void forwarder_delivers_and_retries(void **state)
+{
+    fx_t *fx = *state;
+    fake_pd_t f = {.mu = PTHREAD_MUTEX_INITIALIZER, .fail_first = 2};
+    cm_rpc_server_opts_t so = {.listen = "127.0.0.1:0", .workers = 1, .drain_timeout_ms = 1000};
+    cm_rpc_server_t *srv = NULL;
+    int port = 0;
+    assert_int_equal(cm_rpc_server_new(&so, &srv), 0);
+    assert_int_equal(cm_rpc_server_add_method(srv, "/tigress.push.v1.PushDispatch/Enqueue",
+                                              &tigress__push__v1__enqueue_request__descriptor,
+                                              &tigress__push__v1__enqueue_response__descriptor,
+                                              pd_enqueue, &f),
+                     0);
+    assert_int_equal(cm_rpc_server_add_method(
+                         srv, "/tigress.push.v1.PushDispatch/CancelMailbox",
+                         &tigress__push__v1__cancel_mailbox_request__descriptor,
+                         &tigress__push__v1__cancel_mailbox_response__descriptor, pd_cancel, &f),
+                     0);
+    assert_int_equal(cm_rpc_server_start(srv, &port), 0);
+    snprintf(fx->push_arg, sizeof(fx->push_arg), "--push-target=127.0.0.1:%d", port);
+    store_start(fx);
+    char id[37];
+    new_id(id);
+    assert_int_equal(create(fx, id, CLAIM_A, "", "RWD", 600, "TOKEN-A", NULL), 0);
+    assert_int_equal(rs(fx, id, CLAIM_B), 0);
+    assert_int_equal(update(fx, id, CLAIM_B, "", "TOKEN-B", NULL), 0);
+    assert_int_equal(update(fx, id, CLAIM_A, "", NULL, NULL), 0);
+    assert_int_equal(update(fx, id, CLAIM_B, "", NULL, NULL), 0);
+    /* two failed calls (backoff 100 + 200 ms), then the three notifications in order */
+    long long end = th_now_ms() + 20000;
+    for (;;) {
+        pthread_mutex_lock(&f.mu);
+        int done = f.notifications == 3;
+        pthread_mutex_unlock(&f.mu);
+        if (done || th_now_ms() > end)
+            break;
+        usleep(20000);
+    }
+    assert_int_equal(del(fx, id, CLAIM_A), 0);
+    for (end = th_now_ms() + 20000;;) {
+        pthread_mutex_lock(&f.mu);
+        int done = f.cancels == 1;
+        pthread_mutex_unlock(&f.mu);
+        if (done || th_now_ms() > end)
+            break;
+        usleep(20000);
+    }
+    store_stop(fx);
+    cm_rpc_server_del(srv);
+    assert_true(f.calls >= 3);
+    assert_int_equal(f.notifications, 3);
+    assert_string_equal(f.tokens, "TOKEN-A,TOKEN-B,TOKEN-A,");
+    assert_int_equal(f.cancels, 1);
+    scan_t s;
+    db_scan(fx, id, &s);
+    assert_int_equal(s.keys_mentioning, 0);
+    assert_int_equal(s.outbox_notify + s.outbox_cancel, 0);
+}
+
+int main(void)
+{
+    cm_rpc_signals_block();
+    cm_rpc_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(rules_over_rpc, setup_started, teardown),
+        cmocka_unit_test_setup_teardown(binding_race, setup_started, teardown),
+        cmocka_unit_test_setup_teardown(ttl_expiry_and_sweeper, setup_started, teardown),
+        cmocka_unit_test_setup_teardown(restart_durability, setup_started, teardown),
+        cmocka_unit_test_setup_teardown(health_unknown_metrics, setup_started, teardown),
+        cmocka_unit_test_setup_teardown(sigterm_drains, setup_started, teardown),
+        cmocka_unit_test_setup_teardown(outbox_read_back_and_dump, setup_started, teardown),
+        cmocka_unit_test_setup_teardown(forwarder_delivers_and_retries, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    cm_rpc_shutdown();
+    return rc;
+}
