@@ -23,7 +23,12 @@
 
 #define HEALTH_CHECK_PATH "/grpc.health.v1.Health/Check"
 /* Generic requests kept posted so that unknown methods are answered at once (P3). */
-#define GENERIC_PREPOST 2
+#define GENERIC_PREPOST 4
+/* Requests kept posted per method and worker. A call that arrives while no request is posted
+ * waits inside core, and core cancels such calls at shutdown (the client sees CANCELLED), so
+ * the depth is what lets a burst arriving just before a stop still be served by the drain.
+ * Depth costs nothing measurable (P13). */
+#define METHOD_PREPOST 8
 #define REQUEST_ID_MAX 128
 
 /* ---- process ---------------------------------------------------------------------------- */
@@ -70,8 +75,10 @@ static void grpc_log_to_cm(gpr_log_func_args *a)
     cm_log_level_t lvl = a->severity == GPR_LOG_SEVERITY_ERROR  ? CM_LOG_ERROR
                          : a->severity == GPR_LOG_SEVERITY_INFO ? CM_LOG_INFO
                                                                 : CM_LOG_DEBUG;
-    const char *file = strrchr(a->file, '/');
-    cm_log(lvl, NULL, "grpc: %s (%s:%d)", a->message, file ? file + 1 : a->file, a->line);
+    const char *path = a->file ? a->file : "?";
+    const char *file = strrchr(path, '/');
+    cm_log(lvl, NULL, "grpc: %s (%s:%d)", a->message ? a->message : "", file ? file + 1 : path,
+           a->line);
 }
 
 void cm_rpc_init(void)
@@ -243,8 +250,8 @@ struct cm_rpc_server {
 
     method_t *methods; /* owned list */
 
-    /* Guards |accepting|: once cleared, no worker posts a new request, so nothing reaches the
-     * server after grpc_server_shutdown_and_notify except what core fails by itself. */
+    /* Guards |accepting|: once cleared, no worker posts a new request, so nothing can reach
+     * the server after grpc_server_destroy (stop clears it, then waits for |busy| == 0). */
     pthread_mutex_t post_mu;
     int accepting;
     /* Calls taken by a worker whose final batch has not been started yet. Core's shutdown
@@ -650,9 +657,8 @@ int cm_rpc_server_start(cm_rpc_server_t *s, int *port)
 
     pthread_mutex_lock(&s->post_mu);
     s->accepting = 1;
-    /* One request per worker and method lets every worker pick up the same method at once. */
     for (method_t *m = s->methods; m; m = m->next)
-        for (int i = 0; i < s->workers; i++)
+        for (int i = 0; i < s->workers * METHOD_PREPOST; i++)
             post_request_locked(s, m);
     for (int i = 0; i < GENERIC_PREPOST; i++)
         post_request_locked(s, NULL);
@@ -697,13 +703,14 @@ static void server_stop_locked(cm_rpc_server_t *s)
         s->health[i].serving = 0;
     pthread_mutex_unlock(&s->health_mu);
 
+    /* P8: shut down, wait for in-flight calls up to the bound, then cancel the rest. Workers
+     * keep re-posting requests until |accepting| is cleared just after the shutdown call: core
+     * fails those at once, whereas a call left without a request would be cancelled. */
+    static int sd_tag;
+    grpc_server_shutdown_and_notify(s->server, s->sdcq, &sd_tag);
     pthread_mutex_lock(&s->post_mu);
     s->accepting = 0;
     pthread_mutex_unlock(&s->post_mu);
-
-    /* P8: shut down, wait for in-flight calls up to the bound, then cancel the rest. */
-    static int sd_tag;
-    grpc_server_shutdown_and_notify(s->server, s->sdcq, &sd_tag);
     gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                       gpr_time_from_millis(s->drain_timeout_ms, GPR_TIMESPAN));
     grpc_event ev = grpc_completion_queue_next(s->sdcq, until, NULL);

@@ -124,10 +124,13 @@ typedef struct {
 
 /* Blocking unary call, safe from any number of threads at once on one channel. On return
  * st->code is the call's status; on GRPC_STATUS_OK *resp holds the response (free with
- * protobuf_c_message_free_unpacked(*resp, NULL)), else *resp is NULL. A backend that is down
- * gives UNAVAILABLE at once (calls do not wait for the channel to become ready); a call that
- * outlives opts->timeout_ms gives DEADLINE_EXCEEDED; bad arguments give INVALID_ARGUMENT
- * without a call. The channel reconnects on its own, with backoff capped at 1 s.
+ * protobuf_c_message_free_unpacked(*resp, NULL)), else *resp is NULL. Statuses worth knowing:
+ * - UNAVAILABLE at once when the backend is down (calls do not wait for the channel to become
+ *   ready; it reconnects on its own, backoff capped at 1 s), and also for a call the server
+ *   cancelled while stopping (core reports that as CANCELLED; CANCELLED stays reserved for
+ *   calls cancelled by cm_rpc_async_del). Both are safe to retry with the same request.
+ * - DEADLINE_EXCEEDED when the call outlives opts->timeout_ms.
+ * - INVALID_ARGUMENT without any call for bad arguments (e.g. timeout_ms <= 0).
  * Returns 0 when st->code is OK, -1 otherwise. */
 int cm_rpc_call(cm_rpc_channel_t *ch, const char *path, const ProtobufCMessage *req,
                 const ProtobufCMessageDescriptor *resp_desc, const cm_rpc_call_opts_t *opts,

@@ -109,6 +109,8 @@ typedef struct ccall {
     const char *error_string; /* owned (gpr_free) once the batch completes */
     const ProtobufCMessageDescriptor *resp_desc;
 
+    int local_cancel; /* cancelled by cm_rpc_async_del, not by the server */
+
     /* async only */
     cm_rpc_async_t *async;
     cm_rpc_done_fn done;
@@ -237,6 +239,15 @@ static ProtobufCMessage *ccall_result(ccall_t *cc, int ok, cm_rpc_status_t *st)
         n = sizeof(msg) - 1;
     memcpy(msg, GRPC_SLICE_START_PTR(cc->details), n);
     msg[n] = '\0';
+    if (cc->status == GRPC_STATUS_CANCELLED && !cc->local_cancel) {
+        /* This layer cancels calls only in cm_rpc_async_del, so this came from the server:
+         * core cancels calls that race its shutdown (sent before the client saw GOAWAY) and
+         * those still running at the end of the drain. Both mean "server going away". */
+        char m[sizeof(st->message)];
+        snprintf(m, sizeof(m), "cancelled by the server (stopping?): %.200s", msg);
+        status_set(st, GRPC_STATUS_UNAVAILABLE, m);
+        return NULL;
+    }
     if (cc->status != GRPC_STATUS_OK) {
         status_set(st, cc->status, msg);
         return NULL;
@@ -379,8 +390,10 @@ void cm_rpc_async_del(cm_rpc_async_t *a)
     pthread_mutex_lock(&a->mu);
     a->closing = 1;
     /* Under |mu| no call can be freed by the poller, so every ref here is still valid. */
-    for (ccall_t *cc = a->inflight; cc; cc = cc->next)
+    for (ccall_t *cc = a->inflight; cc; cc = cc->next) {
+        cc->local_cancel = 1;
         grpc_call_cancel(cc->call, NULL);
+    }
     pthread_mutex_unlock(&a->mu);
     /* The poller delivers the cancelled completions, then sees QUEUE_SHUTDOWN. */
     grpc_completion_queue_shutdown(a->cq);

@@ -27,12 +27,16 @@
 
 /* ---- configuration ----------------------------------------------------------------------- */
 
-static const char *o_store_target, *o_push_target, *o_attest_target, *o_public_base_url,
-    *o_attest_policy, *o_lb_policy;
+static const char *o_store_target, *o_store_shards, *o_push_target, *o_attest_target,
+    *o_public_base_url, *o_attest_policy, *o_lb_policy;
 static int64_t o_backend_timeout_ms, o_max_ttl;
 
 static cm_opt_t api_opts[] = {
     {"store-target", CM_OPT_STR, "127.0.0.1:7001", "mailbox-store gRPC target", &o_store_target},
+    {"store-shards", CM_OPT_STR, NULL,
+     "comma-separated mailbox-store shard addresses; mailboxes are placed by rendezvous hashing "
+     "of their id (cm_shard.h); overrides --store-target",
+     &o_store_shards},
     {"push-target", CM_OPT_STR, NULL, "push-dispatch gRPC target; empty: push reported unsupported",
      &o_push_target},
     {"attestation-target", CM_OPT_STR, NULL,
@@ -110,6 +114,7 @@ int gw_api_start(int nloops)
 
     gw_backend_config_t bc = {
         .store_target = o_store_target,
+        .store_shards = o_store_shards,
         .push_target = o_push_target,
         .attest_target = o_attest_target,
         .lb_policy = o_lb_policy,
@@ -118,9 +123,11 @@ int gw_api_start(int nloops)
     if (gw_backend_start(&bc) != 0)
         return -1;
     CM_INFO(NULL,
-            "gateway api: store=%s push=%s attestation=%s policy=%s timeout_ms=%lld max_ttl=%lld "
+            "gateway api: store=%s shards=%s push=%s attestation=%s policy=%s timeout_ms=%lld "
+            "max_ttl=%lld "
             "base_url=%s",
-            o_store_target, o_push_target && *o_push_target ? o_push_target : "-",
+            o_store_target, o_store_shards && *o_store_shards ? o_store_shards : "-",
+            o_push_target && *o_push_target ? o_push_target : "-",
             have_verifier ? o_attest_target : "-", o_attest_policy, (long long)C.timeout_ms,
             (long long)C.max_ttl, C.base_url);
     return 0;
@@ -460,7 +467,8 @@ static void store_call(api_ctx_t *c)
         if (gw_backend_push_supported(type, c->r, create_push_known, c) < 0)
             c->pending++;
     }
-    if (gw_backend_call(GW_BE_STORE, c->r, method, req, rd, c->deadline_ms, store_done, c) != 0) {
+    if (gw_backend_call(GW_BE_STORE, c->id, c->r, method, req, rd, c->deadline_ms, store_done, c) !=
+        0) {
         cm_rpc_status_t st = {.code = GRPC_STATUS_UNAVAILABLE};
         if (c->op == OP_CREATE) {
             /* the push lookup may still be pending: finish through the same path */
@@ -539,7 +547,7 @@ static void attest_then_store(api_ctx_t *c, const gw_payload_t *payload)
     req.client_data_json.len = cdl;
     req.expected_challenge.data = challenge;
     req.expected_challenge.len = sizeof(challenge);
-    int rc = gw_backend_call(GW_BE_ATTEST, r, "/tigress.attest.v1.AttestationVerifier/Verify",
+    int rc = gw_backend_call(GW_BE_ATTEST, NULL, r, "/tigress.attest.v1.AttestationVerifier/Verify",
                              &req.base, &tigress__attest__v1__verify_response__descriptor,
                              c->deadline_ms, attest_done, c);
     free(ao);

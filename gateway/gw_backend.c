@@ -8,6 +8,7 @@
 
 #include "cm_log.h"
 #include "cm_metrics.h"
+#include "cm_shard.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "tigress/push/v1/push_dispatch.pb-c.h"
 
@@ -39,8 +40,16 @@ typedef struct {
 static struct {
     int started;
     gw_backend_config_t cfg;
-    cm_rpc_channel_t *ch[GW_BE_COUNT]; /* owned; NULL when not configured */
-    cm_rpc_async_t *async;             /* owned */
+    /* owned; NULL when not configured. For the store: the only shard without --store-shards,
+     * else unused (see |store|). */
+    cm_rpc_channel_t *ch[GW_BE_COUNT];
+    cm_shards_t *shards;      /* owned; NULL without --store-shards */
+    cm_rpc_channel_t **store; /* owned array of |nstore| channels, one per shard */
+    size_t nstore;
+    /* readiness refresh in progress: calls outstanding and shards that answered SERVING;
+     * guarded by ready.mu */
+    size_t ready_left, ready_serving;
+    cm_rpc_async_t *async; /* owned */
     cm_histogram_t *latency[GW_BE_COUNT];
     cache_t ready, push;
 } B = {
@@ -57,10 +66,52 @@ int64_t gw_backend_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static const char *code_name(int code)
+{
+    static const char *const names[] = {"OK",
+                                        "CANCELLED",
+                                        "UNKNOWN",
+                                        "INVALID_ARGUMENT",
+                                        "DEADLINE_EXCEEDED",
+                                        "NOT_FOUND",
+                                        "ALREADY_EXISTS",
+                                        "PERMISSION_DENIED",
+                                        "RESOURCE_EXHAUSTED",
+                                        "FAILED_PRECONDITION",
+                                        "ABORTED",
+                                        "OUT_OF_RANGE",
+                                        "UNIMPLEMENTED",
+                                        "INTERNAL",
+                                        "UNAVAILABLE",
+                                        "DATA_LOSS",
+                                        "UNAUTHENTICATED"};
+    return code >= 0 && code < (int)(sizeof(names) / sizeof(names[0])) ? names[code] : "OTHER";
+}
+
+/* Answers about the request (unknown id, wrong claim, bad field) are the backend working as
+ * meant; only the rest says something about the backend's health. */
+static int is_backend_failure(int code)
+{
+    switch ((grpc_status_code)code) {
+    case GRPC_STATUS_OK:
+    case GRPC_STATUS_NOT_FOUND:
+    case GRPC_STATUS_ALREADY_EXISTS:
+    case GRPC_STATUS_PERMISSION_DENIED:
+    case GRPC_STATUS_UNAUTHENTICATED:
+    case GRPC_STATUS_INVALID_ARGUMENT:
+    case GRPC_STATUS_FAILED_PRECONDITION:
+    case GRPC_STATUS_OUT_OF_RANGE:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
 void gw_backend_count_error(gw_backend_id_t be, int grpc_code)
 {
     char labels[96];
-    snprintf(labels, sizeof(labels), "backend=\"%s\",code=\"%d\"", be_names[be], grpc_code);
+    snprintf(labels, sizeof(labels), "backend=\"%s\",code=\"%s\"", be_names[be],
+             code_name(grpc_code));
     cm_counter_t *c =
         cm_metrics_counter("gateway_backend_errors_total",
                            "Failed backend calls by backend and gRPC status code", labels);
@@ -70,7 +121,21 @@ void gw_backend_count_error(gw_backend_id_t be, int grpc_code)
 
 int gw_backend_configured(gw_backend_id_t be)
 {
+    if (be == GW_BE_STORE)
+        return B.nstore > 0;
     return be < GW_BE_COUNT && B.ch[be] != NULL;
+}
+
+/* The channel serving |be| for |key| (the mailbox id for the store). */
+static cm_rpc_channel_t *channel_for(gw_backend_id_t be, const char *key)
+{
+    if (be != GW_BE_STORE)
+        return be < GW_BE_COUNT ? B.ch[be] : NULL;
+    if (B.nstore == 0)
+        return NULL;
+    if (!B.shards || !key)
+        return B.store[0];
+    return B.store[cm_shards_pick(B.shards, key, strlen(key))];
 }
 
 /* ---- calls ------------------------------------------------------------------------------- */
@@ -100,7 +165,7 @@ static void call_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *r
     h->resp = resp;
     if (B.latency[h->be])
         cm_histogram_observe(B.latency[h->be], (double)(gw_backend_now_ms() - h->started_ms) / 1e3);
-    if (st->code != GRPC_STATUS_OK)
+    if (is_backend_failure(st->code))
         gw_backend_count_error(h->be, st->code);
     if (gw_req_post(h->r, hop_run, h) != 0) {
         /* the loop is gone (shutdown): nobody can answer this request any more */
@@ -110,11 +175,12 @@ static void call_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *r
     }
 }
 
-int gw_backend_call(gw_backend_id_t be, gw_req_t *r, const char *method,
+int gw_backend_call(gw_backend_id_t be, const char *key, gw_req_t *r, const char *method,
                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
                     int64_t deadline_ms, gw_backend_done_fn done, void *arg)
 {
-    if (!B.started || be >= GW_BE_COUNT || !B.ch[be])
+    cm_rpc_channel_t *ch = B.started ? channel_for(be, key) : NULL;
+    if (!ch)
         return -1;
     hop_t *h = calloc(1, sizeof(*h));
     if (!h)
@@ -126,7 +192,7 @@ int gw_backend_call(gw_backend_id_t be, gw_req_t *r, const char *method,
     h->started_ms = gw_backend_now_ms();
     int64_t left = deadline_ms - h->started_ms;
     cm_rpc_call_opts_t opts = {.timeout_ms = left > 0 ? left : 1, .request_id = gw_req_id(r)};
-    if (cm_rpc_call_async(B.async, B.ch[be], method, req, resp_desc, &opts, call_done, h) != 0) {
+    if (cm_rpc_call_async(B.async, ch, method, req, resp_desc, &opts, call_done, h) != 0) {
         gw_backend_count_error(be, GRPC_STATUS_UNAVAILABLE);
         free(h);
         return -1;
@@ -179,6 +245,20 @@ static int cache_check(cache_t *c, gw_req_t *r, void (*fn)(void *), void *arg, i
     return 0;
 }
 
+/* One shard's health answer. The gateway is ready while at least one shard serves: a dead
+ * shard makes only its own mailboxes unavailable, and pulling every gateway out of the load
+ * balancer for it would take the healthy shards down too. */
+static void ready_one(int serving)
+{
+    pthread_mutex_lock(&B.ready.mu);
+    B.ready_serving += serving ? 1 : 0;
+    int last = --B.ready_left == 0;
+    int ready = B.ready_serving > 0;
+    pthread_mutex_unlock(&B.ready.mu);
+    if (last)
+        cache_finish(&B.ready, READY_TTL_MS, ready, 0);
+}
+
 static void ready_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *resp)
 {
     int ready = 0;
@@ -190,21 +270,31 @@ static void ready_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *
     }
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
-    cache_finish(&B.ready, READY_TTL_MS, ready, 0);
+    ready_one(ready);
 }
 
 static void ready_refresh(void)
 {
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    req.service = "";
+    req.service = "tigress.mailbox.v1.MailboxStore"; /* not "": another server on the port */
     int64_t t = B.cfg.timeout_ms < READY_TTL_MS ? B.cfg.timeout_ms : READY_TTL_MS;
     cm_rpc_call_opts_t opts = {.timeout_ms = t > 0 ? t : 1};
-    if (!B.started ||
-        cm_rpc_call_async(B.async, B.ch[GW_BE_STORE], "/grpc.health.v1.Health/Check", &req.base,
-                          &grpc__health__v1__health_check_response__descriptor, &opts, ready_done,
-                          NULL) != 0) {
-        gw_backend_count_error(GW_BE_STORE, GRPC_STATUS_UNAVAILABLE);
+    size_t n = B.started ? B.nstore : 0;
+    if (n == 0) {
         cache_finish(&B.ready, READY_TTL_MS, 0, 0);
+        return;
+    }
+    pthread_mutex_lock(&B.ready.mu);
+    B.ready_left = n;
+    B.ready_serving = 0;
+    pthread_mutex_unlock(&B.ready.mu);
+    for (size_t i = 0; i < n; i++) {
+        if (cm_rpc_call_async(B.async, B.store[i], "/grpc.health.v1.Health/Check", &req.base,
+                              &grpc__health__v1__health_check_response__descriptor, &opts,
+                              ready_done, NULL) != 0) {
+            gw_backend_count_error(GW_BE_STORE, GRPC_STATUS_UNAVAILABLE);
+            ready_one(0);
+        }
     }
 }
 
@@ -241,6 +331,8 @@ static void push_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *r
                 if (s->token_types[i] && strcmp(s->token_types[i], push_types[k]) == 0)
                     mask |= 1u << k;
         ttl = PUSH_TTL_MS;
+    } else {
+        gw_backend_count_error(GW_BE_PUSH, st->code);
     }
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
@@ -294,14 +386,33 @@ int gw_backend_push_supported_now(const char *token_type)
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
 
+static void channels_free(void)
+{
+    /* B.store[0] is B.ch[GW_BE_STORE] without shards: free it once, below */
+    for (size_t i = 0; i < B.nstore; i++)
+        if (B.store[i] != B.ch[GW_BE_STORE])
+            cm_rpc_channel_del(B.store[i]);
+    for (int i = 0; i < GW_BE_COUNT; i++) {
+        cm_rpc_channel_del(B.ch[i]);
+        B.ch[i] = NULL;
+    }
+    free(B.store);
+    B.store = NULL;
+    B.nstore = 0;
+    cm_shards_free(B.shards);
+    B.shards = NULL;
+}
+
 int gw_backend_start(const gw_backend_config_t *cfg)
 {
-    if (B.started || !cfg || !cfg->store_target || !*cfg->store_target)
+    int sharded = cfg && cfg->store_shards && *cfg->store_shards;
+    if (B.started || !cfg || (!sharded && (!cfg->store_target || !*cfg->store_target)))
         return -1;
     B.cfg = *cfg;
     cm_rpc_channel_opts_t copts = {.lb_policy =
                                        cfg->lb_policy && *cfg->lb_policy ? cfg->lb_policy : NULL};
-    const char *targets[GW_BE_COUNT] = {cfg->store_target, cfg->push_target, cfg->attest_target};
+    const char *targets[GW_BE_COUNT] = {sharded ? NULL : cfg->store_target, cfg->push_target,
+                                        cfg->attest_target};
     for (int i = 0; i < GW_BE_COUNT; i++) {
         char labels[48];
         snprintf(labels, sizeof(labels), "backend=\"%s\"", be_names[i]);
@@ -313,6 +424,30 @@ int gw_backend_start(const gw_backend_config_t *cfg)
             CM_ERROR(NULL, "gateway: cannot create the %s channel to %s", be_names[i], targets[i]);
             goto fail;
         }
+    }
+    if (sharded) {
+        if (cm_shards_parse(cfg->store_shards, &B.shards) != 0) {
+            CM_ERROR(NULL, "gateway: --store-shards must be a comma-separated list of distinct "
+                           "host:port addresses");
+            goto fail;
+        }
+        size_t n = cm_shards_count(B.shards);
+        B.store = calloc(n, sizeof(*B.store));
+        if (!B.store)
+            goto fail;
+        for (; B.nstore < n; B.nstore++) {
+            const char *addr = cm_shards_addr(B.shards, B.nstore);
+            if (cm_rpc_channel_new(addr, &copts, &B.store[B.nstore]) != 0) {
+                CM_ERROR(NULL, "gateway: cannot create the store channel to %s", addr);
+                goto fail;
+            }
+        }
+    } else {
+        B.store = calloc(1, sizeof(*B.store));
+        if (!B.store)
+            goto fail;
+        B.store[0] = B.ch[GW_BE_STORE];
+        B.nstore = 1;
     }
     if (cm_rpc_async_new(&B.async) != 0) {
         CM_ERROR(NULL, "gateway: cannot start the backend poller");
@@ -330,10 +465,7 @@ int gw_backend_start(const gw_backend_config_t *cfg)
     }
     return 0;
 fail:
-    for (int i = 0; i < GW_BE_COUNT; i++) {
-        cm_rpc_channel_del(B.ch[i]);
-        B.ch[i] = NULL;
-    }
+    channels_free();
     return -1;
 }
 
@@ -360,10 +492,7 @@ void gw_backend_stop(void)
     /* in-flight callbacks run here with CANCELLED and still post to their loops */
     cm_rpc_async_del(B.async);
     B.async = NULL;
-    for (int i = 0; i < GW_BE_COUNT; i++) {
-        cm_rpc_channel_del(B.ch[i]);
-        B.ch[i] = NULL;
-    }
+    channels_free();
     cache_clear(&B.ready);
     cache_clear(&B.push);
 }

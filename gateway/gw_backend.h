@@ -16,7 +16,9 @@
 typedef enum { GW_BE_STORE = 0, GW_BE_PUSH = 1, GW_BE_ATTEST = 2, GW_BE_COUNT } gw_backend_id_t;
 
 typedef struct {
-    const char *store_target;  /* required */
+    const char *store_target;  /* required unless |store_shards| */
+    const char *store_shards;  /* "a:7001,b:7001": route by mailbox id (cm_shard); "" or NULL:
+                                  the single |store_target| */
     const char *push_target;   /* "" or NULL: no push-dispatch (push never supported) */
     const char *attest_target; /* "" or NULL: no verifier */
     const char *lb_policy;     /* "" or NULL: gRPC default */
@@ -37,18 +39,21 @@ typedef void (*gw_backend_done_fn)(void *arg, const cm_rpc_status_t *st, Protobu
 
 /* Starts a unary call of |method| ("/pkg.Service/Method") on |be| for request |r|, due at
  * |deadline_ms| (CLOCK_MONOTONIC milliseconds, see gw_backend_now_ms). |req| may be freed on
- * return. Returns 0 (|done| will run on |r|'s loop), or -1 when the call could not start
+ * return. |key| picks the store shard: the canonical lowercase mailbox id (ignored for other
+ * backends; may be NULL there). Returns 0 (|done| will run on |r|'s loop), or -1 when the call
+ * could not start
  * (backend not configured, gateway stopping): |done| never runs. */
-int gw_backend_call(gw_backend_id_t be, gw_req_t *r, const char *method,
+int gw_backend_call(gw_backend_id_t be, const char *key, gw_req_t *r, const char *method,
                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
                     int64_t deadline_ms, gw_backend_done_fn done, void *arg);
 
 /* Monotonic clock in milliseconds. */
 int64_t gw_backend_now_ms(void);
 
-/* mailbox-store readiness (grpc.health.v1 Check of "" is SERVING), cached about 1 s. Returns 1
- * or 0 from a fresh cache; or -1 when a check is under way: then |fn(arg)| is posted to |r|'s
- * loop when it ends, and gw_backend_ready_now() gives the result. */
+/* mailbox-store readiness (grpc.health.v1 Check of its service name is SERVING on at least one
+ * shard), cached about 1 s.
+ * Returns 1 or 0 from a fresh cache; or -1 when a check is under way: then |fn(arg)| is posted to
+ * |r|'s loop when it ends, and gw_backend_ready_now() gives the result. */
 int gw_backend_ready(gw_req_t *r, void (*fn)(void *), void *arg);
 int gw_backend_ready_now(void);
 
@@ -58,7 +63,8 @@ int gw_backend_ready_now(void);
 int gw_backend_push_supported(const char *token_type, gw_req_t *r, void (*fn)(void *), void *arg);
 int gw_backend_push_supported_now(const char *token_type);
 
-/* Counts one backend failure by gRPC code (also used for verdicts the API turns into errors). */
+/* Counts one backend failure (outage, deadline, internal error) by gRPC code name. Answers
+ * about the request itself (NOT_FOUND, PERMISSION_DENIED, ...) are not failures. */
 void gw_backend_count_error(gw_backend_id_t be, int grpc_code);
 
 #endif

@@ -221,6 +221,9 @@ gw_status_map_t gw_status_from_grpc(int code)
     case GRPC_STATUS_OUT_OF_RANGE:
         m = (gw_status_map_t){400, "invalid_request", "request rejected"};
         break;
+    case GRPC_STATUS_FAILED_PRECONDITION: /* e.g. the creator tries to relinquish */
+        m = (gw_status_map_t){400, "invalid_request", "operation not possible on this mailbox"};
+        break;
     case GRPC_STATUS_UNAVAILABLE:
     case GRPC_STATUS_RESOURCE_EXHAUSTED:
         m = (gw_status_map_t){503, "unavailable", "service temporarily unavailable"};

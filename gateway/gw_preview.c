@@ -7,7 +7,8 @@
 
 size_t gw_html_escape(const char *s, char *out, size_t cap)
 {
-    size_t n = 0;
+    size_t n = 0, w = 0; /* needed, written (stops at the first piece that does not fit) */
+    int full = 0;
     for (const char *p = s ? s : ""; *p; p++) {
         const char *rep = NULL;
         switch (*p) {
@@ -30,12 +31,16 @@ size_t gw_html_escape(const char *s, char *out, size_t cap)
             break;
         }
         size_t k = rep ? strlen(rep) : 1;
-        if (n + k < cap)
-            memcpy(out + n, rep ? rep : p, k);
+        if (!full && w + k < cap) {
+            memcpy(out + w, rep ? rep : p, k);
+            w += k;
+        } else {
+            full = 1;
+        }
         n += k;
     }
     if (cap)
-        out[n < cap ? n : cap - 1] = '\0';
+        out[w] = '\0';
     return n;
 }
 

@@ -84,8 +84,10 @@ int main(int argc, char **argv)
          &c.claim_key_file},
         {"max-ttl", CM_OPT_INT, "172800", "longest mailbox lifetime in seconds", &c.max_ttl},
         {"sync", CM_OPT_BOOL, "1", "fsync the WAL before acknowledging a write", &c.sync},
-        {"workers", CM_OPT_INT, "4",
-         "gRPC handler threads (concurrent writers share fsyncs through group commit)", &c.workers},
+        {"workers", CM_OPT_INT, "16",
+         "gRPC handler threads; a handler waits out its WAL fsync, so with --sync=1 more threads "
+         "mean larger RocksDB group commits (16 measured ~1.8x of 4 on 2 cores)",
+         &c.workers},
         {"sweep-interval-ms", CM_OPT_INT, "1000", "pause between expiry sweeps",
          &c.sweep_interval_ms},
         {"sweep-batch", CM_OPT_INT, "256", "expired mailboxes per sweeper batch", &c.sweep_batch},

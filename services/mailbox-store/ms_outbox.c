@@ -133,11 +133,22 @@ static void *run(void *arg)
                                             "Outbox entries handed to push-dispatch", NULL);
     cm_counter_t *fails = cm_metrics_counter("tigress_mailbox_store_outbox_errors_total",
                                              "Failed calls to push-dispatch", NULL);
-    int64_t backoff = 0;
+    int64_t backoff = 0, last_full_ms = 0;
+    /* Continuing after the last delivered entry skips the tombstones of everything delivered
+     * before; the periodic full rescan picks up entries that committed out of order. */
+    uint64_t cursor = 0;
     ms_outbox_entry_t e[MS_OUTBOX_BATCH];
     for (;;) {
         size_t n = 0;
-        if (ms_store_outbox_read(ob->st, MS_OUTBOX_BATCH, e, &n) != 0 || n == 0) {
+        uint64_t from = cursor;
+        int64_t now = realtime_ms();
+        if (now - last_full_ms >= 1000) {
+            from = 0;
+            last_full_ms = now;
+        }
+        if (ms_store_outbox_read(ob->st, from, MS_OUTBOX_BATCH, e, &n) != 0)
+            n = 0;
+        if (n == 0) {
             if (wait_ms(ob, 1000, 1))
                 break;
             continue;
@@ -149,6 +160,7 @@ static void *run(void *arg)
                 CM_WARN(NULL,
                         "outbox: acknowledging delivered entries failed; they will be re-sent");
             cm_counter_add(sent, done);
+            cursor = e[done - 1].seq + 1;
             if (backoff)
                 CM_INFO(NULL, "outbox: push-dispatch reachable again");
             backoff = 0;

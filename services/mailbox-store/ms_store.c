@@ -336,6 +336,12 @@ int ms_store_open(const ms_store_opts_t *o, ms_store_t **out, char *errbuf, size
     st->opts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(st->opts, 1);
     rocksdb_options_increase_parallelism(st->opts, 2);
+    /* Create and the idempotency check look up keys that mostly do not exist: a Bloom filter
+     * answers those without reading data blocks. The table options are copied into |opts|. */
+    rocksdb_block_based_table_options_t *bbo = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_filter_policy(bbo, rocksdb_filterpolicy_create_bloom(10));
+    rocksdb_options_set_block_based_table_factory(st->opts, bbo);
+    rocksdb_block_based_options_destroy(bbo);
     char *err = NULL;
     st->db = rocksdb_open(st->opts, o->path, &err);
     if (err) {
@@ -852,14 +858,17 @@ int ms_store_sweep(ms_store_t *st, int64_t now, size_t batch, size_t *deleted)
 
 /* ---- outbox ---- */
 
-int ms_store_outbox_read(ms_store_t *st, size_t max, ms_outbox_entry_t *out, size_t *n)
+int ms_store_outbox_read(ms_store_t *st, uint64_t from_seq, size_t max, ms_outbox_entry_t *out,
+                         size_t *n)
 {
     *n = 0;
-    char lo[2] = {'o', '/'}, hi[2] = {'o', '/' + 1};
+    char lo[MS_KEY_MAX], hi[2] = {'o', '/' + 1};
+    size_t lol = ms_key_outbox(lo, from_seq);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_upper_bound(ro, hi, 2);
     rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, ro);
-    for (rocksdb_iter_seek(it, lo, 2); rocksdb_iter_valid(it) && *n < max; rocksdb_iter_next(it)) {
+    for (rocksdb_iter_seek(it, lo, lol); rocksdb_iter_valid(it) && *n < max;
+         rocksdb_iter_next(it)) {
         size_t kl, vl;
         const char *k = rocksdb_iter_key(it, &kl);
         const char *v = rocksdb_iter_value(it, &vl);

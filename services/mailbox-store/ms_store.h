@@ -100,8 +100,12 @@ typedef struct {
     size_t len;
 } ms_outbox_entry_t;
 
-/* Reads up to |max| outbox entries in sequence order into |out|; count in *n. 0 or -1. */
-int ms_store_outbox_read(ms_store_t *st, size_t max, ms_outbox_entry_t *out, size_t *n);
+/* Reads up to |max| outbox entries with seq >= |from_seq|, in sequence order, into |out|; count
+ * in *n. 0 or -1. Sequence numbers are taken before commit, so under concurrency an entry may
+ * become visible after a higher one: a reader that continues from a cursor must also rescan
+ * from 0 now and then (ms_outbox does when idle and every second). */
+int ms_store_outbox_read(ms_store_t *st, uint64_t from_seq, size_t max, ms_outbox_entry_t *out,
+                         size_t *n);
 void ms_outbox_entries_free(ms_outbox_entry_t *e, size_t n);
 /* Deletes delivered entries (and their back-references). 0 or -1. */
 int ms_store_outbox_ack(ms_store_t *st, const ms_outbox_entry_t *e, size_t n);

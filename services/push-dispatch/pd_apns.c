@@ -34,6 +34,7 @@ typedef struct job {
     const pd_entry_t *e; /* borrowed for the duration of send() */
     pd_result_t *r;      /* where the outcome goes */
     int done;            /* guarded by apns_t.lock */
+    pthread_cond_t cv;   /* signalled when done (one per job: no thundering herd) */
     int32_t stream_id;
     int status;
     int64_t retry_after_ms;
@@ -55,8 +56,7 @@ typedef struct {
     int thread_started;
     int efd; /* eventfd: wakes the thread for new jobs and stop */
 
-    pthread_mutex_t lock;   /* guards pending, stop, abort_at_ms, exited, job->done */
-    pthread_cond_t done_cv; /* a job finished */
+    pthread_mutex_t lock; /* guards pending, stop, abort_at_ms, exited, job->done */
     job_t *pending_head, *pending_tail;
     int stop, exited;
     int64_t abort_at_ms;
@@ -87,7 +87,7 @@ static void job_complete(apns_t *a, job_t *j, pd_result_kind_t k, int status, co
     j->r->retry_after_ms = j->retry_after_ms;
     pthread_mutex_lock(&a->lock);
     j->done = 1;
-    pthread_cond_broadcast(&a->done_cv);
+    pthread_cond_signal(&j->cv);
     pthread_mutex_unlock(&a->lock);
 }
 
@@ -621,9 +621,11 @@ static int apns_send(void *impl, const pd_entry_t *e, pd_result_t *r)
         pd_result_set(r, PD_R_INVALID, 0, "malformed_token");
         return 0;
     }
+    pthread_cond_init(&j.cv, NULL);
     pthread_mutex_lock(&a->lock);
     if (a->exited) {
         pthread_mutex_unlock(&a->lock);
+        pthread_cond_destroy(&j.cv);
         pd_result_set(r, PD_R_RETRY, 0, "shutdown");
         return 0;
     }
@@ -639,8 +641,9 @@ static int apns_send(void *impl, const pd_entry_t *e, pd_result_t *r)
     }
     pthread_mutex_lock(&a->lock);
     while (!j.done)
-        pthread_cond_wait(&a->done_cv, &a->lock);
+        pthread_cond_wait(&j.cv, &a->lock);
     pthread_mutex_unlock(&a->lock);
+    pthread_cond_destroy(&j.cv);
     return 0;
 }
 
@@ -676,7 +679,6 @@ static void apns_del(void *impl)
     free(a->out);
     free(a->jwt);
     pthread_mutex_destroy(&a->lock);
-    pthread_cond_destroy(&a->done_cv);
     free(a);
 }
 
@@ -743,7 +745,6 @@ int pd_apns_new(const pd_apns_opts_t *o, pd_provider_t **out)
     a->fd = -1;
     a->efd = -1;
     pthread_mutex_init(&a->lock, NULL);
-    pthread_cond_init(&a->done_cv, NULL);
     if (!plain_field(o->key_id, sizeof(a->key_id)) ||
         !plain_field(o->team_id, sizeof(a->team_id)) || !plain_field(o->topic, sizeof(a->topic))) {
         CM_ERROR(NULL, "apns: --apns-key-id, --apns-team-id and --apns-topic are required");

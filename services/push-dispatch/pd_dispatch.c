@@ -136,8 +136,14 @@ static void deliver(pd_dispatch_t *d, pd_entry_t *e)
     }
     pd_result_t r = {.kind = PD_R_RETRY, .retry_after_ms = -1};
     p->send(p->impl, e, &r);
-    e->attempts++;
     now = pd_now_ms();
+    if (r.kind == PD_R_RETRY && strcmp(r.reason, "shutdown") == 0) {
+        /* Cut short by our own SIGTERM: not the provider's failure, costs no attempt. */
+        e->next_ms = now;
+        pd_queue_finish(d->q, e, 1);
+        return;
+    }
+    e->attempts++;
     switch (r.kind) {
     case PD_R_OK:
         count("push_dispatch_delivered_total", "Notifications accepted by the provider", e->type,

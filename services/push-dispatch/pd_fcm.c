@@ -83,7 +83,8 @@ static int fetch_token(fcm_t *f, pd_result_t *r)
         abort();
     if (pd_http_post(&req, resp) != 0) {
         CM_WARN(NULL, "fcm: token endpoint unreachable: %s", resp->error);
-        pd_result_set(r, PD_R_RETRY, 0, "oauth_network");
+        pd_result_set(r, PD_R_RETRY, 0,
+                      strcmp(resp->error, "shutdown") == 0 ? "shutdown" : "oauth_network");
         goto out;
     }
     if (resp->status != 200) {
@@ -195,7 +196,8 @@ static int fcm_send(void *impl, const pd_entry_t *e, pd_result_t *r)
                              .timeout_ms = f->timeout_ms,
                              .abort_at_ms = &f->abort_at_ms};
         if (pd_http_post(&req, resp) != 0) {
-            pd_result_set(r, PD_R_RETRY, 0, "network");
+            pd_result_set(r, PD_R_RETRY, 0,
+                          strcmp(resp->error, "shutdown") == 0 ? "shutdown" : "network");
             goto out;
         }
         if (resp->status == 401 && round == 0)

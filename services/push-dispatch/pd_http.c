@@ -60,11 +60,18 @@ int64_t pd_retry_after_ms(const char *v, size_t len)
     buf[len] = '\0';
     char *end;
     long long s = strtoll(buf, &end, 10);
-    if (end != buf && *end == '\0')
-        return s < 0 ? -1 : s * 1000;
+    if (end != buf && *end == '\0') {
+        if (s < 0)
+            return -1;
+        /* Absurd values would overflow; the caller caps at --retry-max-ms anyway. */
+        return s > 100000000 ? 100000000000LL : s * 1000;
+    }
     time_t t = curl_getdate(buf, NULL);
     if (t < 0)
         return -1;
+    int64_t now_s = pd_now_ms() / 1000;
+    if ((int64_t)t - now_s > 100000000)
+        return 100000000000LL; /* far future: the caller caps it */
     int64_t d = (int64_t)t * 1000 - pd_now_ms();
     return d < 0 ? 0 : d;
 }
@@ -149,7 +156,9 @@ int pd_http_post(const pd_http_req_t *req, pd_http_resp_t *resp)
         resp->status = (int)st;
         rc = 0;
     } else {
-        snprintf(resp->error, sizeof(resp->error), "%s", curl_easy_strerror(cc));
+        /* "shutdown" tells the delivery loop the attempt was ours to cut, not a failure. */
+        snprintf(resp->error, sizeof(resp->error), "%s",
+                 cc == CURLE_ABORTED_BY_CALLBACK ? "shutdown" : curl_easy_strerror(cc));
     }
     curl_slist_free_all(hl);
     curl_slist_free_all(rl);

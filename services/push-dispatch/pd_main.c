@@ -1,10 +1,12 @@
 /* push-dispatch: durable outbox and delivery of "mailbox updated" notifications to APNs, FCM
  * and webhooks. See ../../proto/tigress/push/v1/push_dispatch.proto for the API. */
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cm_admin.h"
 #include "cm_config.h"
@@ -188,10 +190,23 @@ static int admin_ready(void *arg)
     return serving;
 }
 
+/* A credentials path that does not exist means "not configured": deployments mount the
+ * provider secrets optionally (deploy/k8s). A file that exists but is unusable is an error. */
+static int configured(const char *path, const char *provider)
+{
+    if (!path || !*path)
+        return 0;
+    if (access(path, F_OK) != 0 && errno == ENOENT) {
+        CM_WARN(NULL, "%s credentials file is absent: %s unsupported", provider, provider);
+        return 0;
+    }
+    return 1;
+}
+
 static int setup_providers(void)
 {
     pd_provider_t *p;
-    if (cfg.apns_key_file && *cfg.apns_key_file) {
+    if (configured(cfg.apns_key_file, "apns")) {
         pd_apns_opts_t o = {.key_file = cfg.apns_key_file,
                             .key_id = cfg.apns_key_id ? cfg.apns_key_id : "",
                             .team_id = cfg.apns_team_id ? cfg.apns_team_id : "",
@@ -204,7 +219,7 @@ static int setup_providers(void)
             return -1;
         providers[nproviders++] = p;
     }
-    if (cfg.fcm_service_account_file && *cfg.fcm_service_account_file) {
+    if (configured(cfg.fcm_service_account_file, "fcm")) {
         pd_fcm_opts_t o = {.service_account_file = cfg.fcm_service_account_file,
                            .project = cfg.fcm_project,
                            .url = cfg.fcm_url,
@@ -214,7 +229,7 @@ static int setup_providers(void)
             return -1;
         providers[nproviders++] = p;
     }
-    if (cfg.webhook_secret_file && *cfg.webhook_secret_file) {
+    if (configured(cfg.webhook_secret_file, "webhook")) {
         pd_webhook_opts_t o = {.secret_file = cfg.webhook_secret_file,
                                .allow_private = cfg.webhook_allow_private,
                                .ca_file = cfg.ca_file,

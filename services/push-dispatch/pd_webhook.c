@@ -200,7 +200,8 @@ static int webhook_send(void *impl, const pd_entry_t *e, pd_result_t *r)
     if (!resp)
         abort();
     if (pd_http_post(&req, resp) != 0) {
-        pd_result_set(r, PD_R_RETRY, 0, "network");
+        pd_result_set(r, PD_R_RETRY, 0,
+                      strcmp(resp->error, "shutdown") == 0 ? "shutdown" : "network");
     } else {
         int st = resp->status;
         if (st >= 200 && st < 300)

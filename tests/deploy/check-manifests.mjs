@@ -191,39 +191,52 @@ function checkDockerfile() {
     "libbz2-1.0", "libselinux1", "libmd0", "libcrypt1", "libpcre2-8-0"]);
   const neededPkgs = new Set();
   let builtAll = true, sanitized = false;
+  // First every binary's direct needs (DT_NEEDED) and where ldd finds them...
+  const needs = []; // {b, soname, cands}
   for (const b of Object.keys(SERVICES)) {
     const exe = binDir ? join(binDir, b) : "";
     if (!exe || !existsSync(exe)) { builtAll = false; continue; }
-    let ldd = "";
     try {
-      ldd = execFileSync("ldd", [exe], { encoding: "utf8" });
+      const ldd = execFileSync("ldd", [exe], { encoding: "utf8" });
       const needed = execFileSync("readelf", ["-d", exe], { encoding: "utf8" });
       for (const m of needed.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)) {
         const soname = m[1];
         if (/^lib(asan|ubsan|lsan|tsan)\b/.test(soname)) { sanitized = true; continue; }
         const lm = ldd.match(new RegExp(`${soname.replace(/[.+]/g, "\\$&")} => (\\S+)`));
         if (!check(lm, `${b}: ${soname} resolves (ldd)`)) continue;
-        // dpkg knows a library by the path its package installed, which after the /usr merge
-        // may be /usr/lib/... while ldd reports /lib/...: try both, and the symlink target.
+        // dpkg knows a file by the path its package installed, which after the /usr merge may
+        // be /usr/lib/... while ldd reports /lib/...: try both, and the symlink target.
         let real = lm[1];
         try { real = execFileSync("readlink", ["-f", lm[1]], { encoding: "utf8" }).trim(); } catch { /* keep */ }
-        const cands = [lm[1], real].flatMap((p) => [p, p.replace(/^\/lib\//, "/usr/lib/")]);
-        let pkg = "";
-        for (const p of cands) {
-          try {
-            pkg = execFileSync("dpkg", ["-S", p], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).split(":")[0];
-            break;
-          } catch { pkg = ""; }
-        }
-        if (!pkg) { notes.push(`${b}: ${soname} is not from a Debian package`); continue; }
-        neededPkgs.add(pkg);
-        check(base.has(pkg) || pkgs.includes(pkg),
-          `${b} needs ${soname} from ${pkg}, which the Dockerfile's runtime stage does not install`);
+        const cands = [...new Set([lm[1], real].flatMap((p) => [p, p.replace(/^\/lib\//, "/usr/lib/")]))];
+        needs.push({ b, soname, cands });
       }
     } catch (e) {
       notes.push(`${b}: ldd/readelf unavailable (${e.message.split("\n")[0]})`);
       builtAll = false;
     }
+  }
+  // ...then one dpkg -S for all of them (each call reads the whole file database: slow).
+  const owner = {};
+  if (needs.length) {
+    let out = "";
+    const all = [...new Set(needs.flatMap((n) => n.cands))];
+    try {
+      out = execFileSync("dpkg", ["-S", ...all], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    } catch (e) {
+      out = e.stdout ? String(e.stdout) : ""; // exit 1 when some candidate path is unknown
+    }
+    for (const line of out.split("\n")) {
+      const m = line.match(/^([^:,\s]+)(?::[a-z0-9]+)?: (\/\S+)$/);
+      if (m) owner[m[2]] = m[1];
+    }
+  }
+  for (const { b, soname, cands } of needs) {
+    const pkg = cands.map((p) => owner[p]).find(Boolean);
+    if (!pkg) { notes.push(`${b}: ${soname} is not from a Debian package`); continue; }
+    neededPkgs.add(pkg);
+    check(base.has(pkg) || pkgs.includes(pkg),
+      `${b} needs ${soname} from ${pkg}, which the Dockerfile's runtime stage does not install`);
   }
   // And nothing more: each runtime package is one some binary links (a sanitizer build links
   // more, so it is not the image's build).
@@ -313,6 +326,7 @@ async function checkOverlay(name, file) {
 
   const configMaps = Object.fromEntries(byKind("ConfigMap").map((c) => [c.metadata.name, c.data || {}]));
   const secretsDoc = readFileSync(join(src, "deploy/k8s/base/secrets.md"), "utf8");
+  const cfg0 = Object.assign({}, ...Object.values(configMaps));
   const workloads = objs.filter((o) => ["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"].includes(o.kind));
   const podLabelsOf = {};
 
@@ -405,6 +419,17 @@ async function checkOverlay(name, file) {
       }
       check((c.volumeMounts || []).some((vm) => vm.mountPath === "/tmp"), `${cid}: writable /tmp (read-only root)`);
 
+      // SIGTERM drains within the grace period: preStop sleep + the binary's drain timeout.
+      const h0 = helpOf[svcName];
+      if (h0) {
+        const drainVar = ["TIGRESS_DRAIN_TIMEOUT_MS", "TIGRESS_SHUTDOWN_GRACE_MS"].find((v) => v in h0);
+        const drainMs = Number(env[drainVar] ?? (cfg0[drainVar] ?? h0[drainVar] ?? 0));
+        const pre = c.lifecycle?.preStop?.exec?.command || [];
+        const preMs = pre[0] === "/bin/sleep" ? Number(pre[1]) * 1000 : 0;
+        const graceMs = (ps.terminationGracePeriodSeconds ?? 30) * 1000;
+        check(preMs + drainMs + 2000 <= graceMs,
+          `${cid}: terminationGracePeriodSeconds ${graceMs / 1000}s < preStop ${preMs} ms + ${drainVar} ${drainMs} ms + 2 s`);
+      }
       // Every TIGRESS_ variable this container gets is a flag of its binary (typos and renames).
       const h = helpOf[svcName];
       if (h) {

@@ -376,6 +376,12 @@ static void test_tls_versions(void **state)
     snprintf(cmd, sizeof(cmd),
              "openssl s_client -connect 127.0.0.1:%d -tls1_2 </dev/null >/dev/null 2>&1", g_https);
     assert_int_equal(system(cmd), 0);
+    /* Mozilla intermediate: no CBC/SHA-1 suites in TLS 1.2 */
+    snprintf(cmd, sizeof(cmd),
+             "openssl s_client -connect 127.0.0.1:%d -tls1_2 -cipher ECDHE-ECDSA-AES128-SHA "
+             "</dev/null >/dev/null 2>&1",
+             g_https);
+    assert_int_not_equal(system(cmd), 0);
 
     c = mk(url(u, "https", g_https, "/echo"), CURL_HTTP_VERSION_2TLS, &r);
     curl_easy_setopt(c, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2);

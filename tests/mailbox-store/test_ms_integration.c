@@ -431,13 +431,13 @@ static void ttl_expiry_and_sweeper(void **state)
     char id[37], keep[37];
     new_id(id);
     new_id(keep);
-    assert_int_equal(create(fx, id, CLAIM_A, "c1", "RWD", 1, "TOKEN-A", NULL), 0);
+    assert_int_equal(create(fx, id, CLAIM_A, "c1", "RWD", 2, "TOKEN-A", NULL), 0);
     assert_int_equal(create(fx, keep, CLAIM_A, "c1", "RWD", 600, NULL, NULL), 0);
     long long t0 = th_now_ms();
     assert_int_equal(read_secure(fx, id, CLAIM_B, "c2", NULL), 0);
     assert_int_equal(update(fx, id, CLAIM_B, "c3", "TOKEN-B", NULL), 0);
     /* every read path: NOT_FOUND as soon as the lifetime is over */
-    while (th_now_ms() - t0 < 1100)
+    while (th_now_ms() - t0 < 2100)
         usleep(20000);
     assert_int_equal(read_display(fx, id), GRPC_STATUS_NOT_FOUND);
     assert_int_equal(rs(fx, id, CLAIM_A), GRPC_STATUS_NOT_FOUND);

@@ -364,7 +364,7 @@ static void access_rights(void **state)
 static size_t outbox(fx_t *fx, ms_outbox_entry_t *e, Tigress__Push__V1__Notification **n)
 {
     size_t cnt = 0;
-    assert_int_equal(ms_store_outbox_read(fx->st, 16, e, &cnt), 0);
+    assert_int_equal(ms_store_outbox_read(fx->st, 0, 16, e, &cnt), 0);
     for (size_t i = 0; i < cnt; i++) {
         n[i] = tigress__push__v1__notification__unpack(NULL, e[i].len, e[i].value);
         assert_non_null(n[i]);
@@ -424,6 +424,12 @@ static void update_notifies_other_party(void **state)
     assert_string_equal(n[2]->token_type, "webhook");
     assert_string_equal(n[2]->token_data, "https://hook/a");
     assert_int_equal(ms_store_outbox_depth(fx->st), 3);
+    ms_outbox_entry_t tail[16];
+    size_t tn = 0;
+    assert_int_equal(ms_store_outbox_read(fx->st, e[1].seq, 16, tail, &tn), 0);
+    assert_int_equal(tn, 2); /* a cursor skips what came before */
+    assert_int_equal(tail[0].seq, e[1].seq);
+    ms_outbox_entries_free(tail, tn);
     /* acknowledging removes them and their back-references */
     assert_int_equal(ms_store_outbox_ack(fx->st, e, 2), 0);
     assert_int_equal(ms_store_outbox_ack(fx->st, e, 2), 0); /* twice: counted once */

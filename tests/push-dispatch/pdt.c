@@ -32,6 +32,12 @@ static const char *fakes_py(char *buf, size_t cap)
     return buf;
 }
 
+static void remove_keys(void)
+{
+    if (keys[0] && !getenv("PDT_KEEP"))
+        th_rmtree(keys);
+}
+
 int pdt_init(pdt_t *t)
 {
     memset(t, 0, sizeof(*t));
@@ -45,6 +51,7 @@ int pdt_init(pdt_t *t)
             keys[0] = '\0';
             return -1;
         }
+        atexit(remove_keys);
     }
     if (th_tempdir("pd-test", t->dir, sizeof(t->dir)) != 0)
         return -1;
@@ -94,6 +101,7 @@ int pdt_fake_start(pdt_t *t, const char *kind, int port, int max_streams)
                     ms,
                     NULL};
     th_proc_t *p = pdt_fake(t, kind);
+    pdt_proc_cleanup(p); /* a previous instance's directory */
     if (th_proc_start(p, argv, 20000) != 0)
         return -1;
     *fake_port(t, kind) = th_proc_port(p, "https_port");
@@ -140,6 +148,7 @@ int pdt_pd_start(pdt_t *t, const char *const *extra)
     for (size_t i = 0; extra && extra[i] && n < TH_MAX_ARGS - 1; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
+    pdt_proc_cleanup(&t->pd); /* a previous instance's directory */
     if (th_proc_start(&t->pd, argv, 30000) != 0)
         return -1;
     t->grpc_port = th_proc_port(&t->pd, "grpc_port");
@@ -170,15 +179,28 @@ int pdt_pd_stop(pdt_t *t)
     return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+void pdt_proc_cleanup(th_proc_t *p)
+{
+    if (!p->log_path[0])
+        return;
+    th_proc_kill9(p);
+    char *slash = strrchr(p->log_path, '/');
+    if (slash && !getenv("PDT_KEEP")) {
+        *slash = '\0';
+        th_rmtree(p->log_path);
+    }
+    p->log_path[0] = '\0';
+}
+
 void pdt_fini(pdt_t *t)
 {
     if (t->ch)
         cm_rpc_channel_del(t->ch);
     t->ch = NULL;
-    th_proc_kill9(&t->pd);
-    th_proc_kill9(&t->apns);
-    th_proc_kill9(&t->fcm);
-    th_proc_kill9(&t->webhook);
+    pdt_proc_cleanup(&t->pd);
+    pdt_proc_cleanup(&t->apns);
+    pdt_proc_cleanup(&t->fcm);
+    pdt_proc_cleanup(&t->webhook);
     if (t->dir[0] && !getenv("PDT_KEEP"))
         th_rmtree(t->dir);
 }

@@ -23,6 +23,8 @@ typedef struct {
 int pdt_init(pdt_t *t);
 /* Kills everything still running, frees, removes the directory. */
 void pdt_fini(pdt_t *t);
+/* Kills |p| and removes its th temp directory (ready file, log) unless PDT_KEEP is set. */
+void pdt_proc_cleanup(th_proc_t *p);
 
 /* Starts a fake ("apns", "fcm", "webhook") on |port| (0 = ephemeral). 0 or -1. */
 int pdt_fake_start(pdt_t *t, const char *kind, int port, int max_streams);

@@ -345,6 +345,28 @@ static void test_kill9_burst(void **state)
     assert_int_equal(pdt_pd_stop(t), 0);
 }
 
+/* SIGTERM with a delivery in flight: exits 0 within the grace period, and the notification
+ * is delivered after the restart (the queue is durable). */
+static void test_sigterm_inflight(void **state)
+{
+    pdt_t *t = *state;
+    char k[65];
+    tok(40, k);
+    pdt_ctl(t, "apns", "{\"delay_ms\":4000}");
+    assert_int_equal(pdt_fake_start(t, "apns", 0, 0), 0);
+    const char *extra[] = {"--shutdown-grace-ms=300", "--max-attempts=1", NULL};
+    assert_int_equal(pdt_pd_start(t, extra), 0);
+    assert_int_equal(pdt_enqueue1(t, "s1", "mbs", APNS, k, pdt_now_ms() + HOUR), 1);
+    pdt_sleep_ms(500); /* the request is at the fake, which sits on it */
+    int64_t t0 = pdt_now_ms();
+    assert_int_equal(pdt_pd_stop(t), 0);
+    assert_true(pdt_now_ms() - t0 < 3000);
+    pdt_ctl(t, "apns", "{}");
+    /* --max-attempts=1: the cut attempt must not have counted. */
+    assert_int_equal(pdt_pd_start(t, extra), 0);
+    assert_int_equal(pdt_wait(t, "apns", 200, k, 2, 20000), 2); /* the slow one, then ours */
+}
+
 int main(void)
 {
     cm_rpc_init();
@@ -361,6 +383,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_streams_and_goaway, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fcm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_burst, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

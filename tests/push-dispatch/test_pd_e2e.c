@@ -34,6 +34,7 @@ static int store_start(e2e_t *e, int port)
     snprintf(push, sizeof(push), "--push-target=127.0.0.1:%d", e->t.grpc_port);
     char *argv[] = {bin, listen, data, push, "--admin-listen=127.0.0.1:0", "--log-level=warn",
                     NULL};
+    pdt_proc_cleanup(&e->store);
     if (th_proc_start(&e->store, argv, 30000) != 0)
         return -1;
     e->store_port = th_proc_port(&e->store, "grpc_port");
@@ -86,8 +87,8 @@ static int teardown(void **state)
     e2e_t *e = *state;
     if (e->curl)
         curl_easy_cleanup(e->curl);
-    th_proc_kill9(&e->gw);
-    th_proc_kill9(&e->store);
+    pdt_proc_cleanup(&e->gw);
+    pdt_proc_cleanup(&e->store);
     pdt_fini(&e->t);
     free(e);
     return 0;

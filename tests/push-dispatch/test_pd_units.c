@@ -93,6 +93,11 @@ static void test_retry_after(void **state)
     assert_int_equal(pd_retry_after_ms("", 0), -1);
     assert_int_equal(pd_retry_after_ms("soon", 4), -1);
     assert_int_equal(pd_retry_after_ms("-3", 2), -1);
+    /* Found by fuzz_pd: no overflow on huge values. */
+    const char *huge = "18446744073709551615";
+    assert_true(pd_retry_after_ms(huge, strlen(huge)) > 0);
+    const char *big = "9223372036854775";
+    assert_true(pd_retry_after_ms(big, strlen(big)) > 0);
     /* An HTTP-date in the past means "now". */
     const char *d = "Wed, 21 Oct 2015 07:28:00 GMT";
     assert_int_equal(pd_retry_after_ms(d, strlen(d)), 0);
