@@ -103,8 +103,10 @@ int gw_api_start(int nloops)
     size_t n = strlen(u);
     while (n > 0 && u[n - 1] == '/')
         n--;
-    if (n >= sizeof(C.base_url)) {
-        CM_ERROR(NULL, "gateway: --public-base-url is too long");
+    size_t scheme = strncasecmp(u, "https://", 8) ? 7 : 8;
+    if (n <= scheme || n >= sizeof(C.base_url) || strpbrk(u, " \t\r\n\"<>")) {
+        CM_ERROR(NULL, "gateway: --public-base-url must be scheme://host[:port][/path], at most "
+                       "511 characters");
         return -1;
     }
     memcpy(C.base_url, u, n);
@@ -123,9 +125,8 @@ int gw_api_start(int nloops)
     if (gw_backend_start(&bc) != 0)
         return -1;
     CM_INFO(NULL,
-            "gateway api: store=%s shards=%s push=%s attestation=%s policy=%s timeout_ms=%lld "
-            "max_ttl=%lld "
-            "base_url=%s",
+            "gateway api: store=%s shards=%s push=%s attestation=%s policy=%s "
+            "timeout_ms=%lld max_ttl=%lld base_url=%s",
             o_store_target, o_store_shards && *o_store_shards ? o_store_shards : "-",
             o_push_target && *o_push_target ? o_push_target : "-",
             have_verifier ? o_attest_target : "-", o_attest_policy, (long long)C.timeout_ms,
@@ -619,6 +620,8 @@ static void handle_create(gw_req_t *r)
         send_error(r, err.code && !strcmp(err.code, "internal") ? 500 : 400, err.code, err.message);
         goto done;
     }
+    if (c->create.id_generated && c->corr[0] && gw_backend_store_shards() > 1)
+        gw_derive_mailbox_id(c->claim, c->corr, c->create.mailbox_id);
     memcpy(c->id, c->create.mailbox_id, sizeof(c->id));
     attest_then_store(c, &c->create.payload);
     return;

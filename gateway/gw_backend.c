@@ -119,6 +119,11 @@ void gw_backend_count_error(gw_backend_id_t be, int grpc_code)
         cm_counter_add(c, 1);
 }
 
+size_t gw_backend_store_shards(void)
+{
+    return B.nstore;
+}
+
 int gw_backend_configured(gw_backend_id_t be)
 {
     if (be == GW_BE_STORE)

@@ -8,6 +8,7 @@
 #ifndef GW_BACKEND_H
 #define GW_BACKEND_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cm_rpc.h"
@@ -29,6 +30,9 @@ typedef struct {
 int gw_backend_start(const gw_backend_config_t *cfg);
 /* Cancels calls in flight (their callbacks still run) and closes everything. Idempotent. */
 void gw_backend_stop(void);
+
+/* Number of mailbox-store shards (1 without --store-shards). */
+size_t gw_backend_store_shards(void);
 
 /* 1 when |be| has a channel (its target was configured). */
 int gw_backend_configured(gw_backend_id_t be);

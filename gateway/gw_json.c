@@ -9,6 +9,7 @@
 
 #include <cJSON.h>
 #include <grpc/status.h>
+#include <openssl/sha.h>
 
 #include "cm_b64.h"
 
@@ -198,6 +199,32 @@ int gw_correlation_id_valid(const char *s)
             return 0;
     }
     return n > 0;
+}
+
+void gw_derive_mailbox_id(const char *claim, const char *correlation_id,
+                          char out[CM_UUID_STRLEN + 1])
+{
+    static const char tag[] = "tigress-relay mailbox id v1";
+    /* tag NUL claim NUL correlation id: the NULs keep the fields apart */
+    uint8_t buf[sizeof(tag) + CM_UUID_STRLEN + 1 + GW_CORRELATION_ID_MAX + 64];
+    size_t cl = strnlen(claim, CM_UUID_STRLEN + 32), rl = strnlen(correlation_id, 192), n = 0;
+    memcpy(buf, tag, sizeof(tag));
+    n = sizeof(tag);
+    memcpy(buf + n, claim, cl);
+    n += cl;
+    buf[n++] = 0;
+    if (rl > sizeof(buf) - n)
+        rl = sizeof(buf) - n;
+    memcpy(buf + n, correlation_id, rl);
+    n += rl;
+    uint8_t d[SHA256_DIGEST_LENGTH];
+    SHA256(buf, n, d);
+    d[6] = (uint8_t)((d[6] & 0x0f) | 0x40);
+    d[8] = (uint8_t)((d[8] & 0x3f) | 0x80);
+    snprintf(out, CM_UUID_STRLEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", d[0], d[1],
+             d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14],
+             d[15]);
 }
 
 gw_status_map_t gw_status_from_grpc(int code)

@@ -121,6 +121,13 @@ int gw_media_type_is_json(const char *content_type);
  * ASCII. */
 int gw_correlation_id_valid(const char *s);
 
+/* A version 4 UUID derived from the creator's |claim| (canonical) and |correlation_id|, for a
+ * Create without mailboxIdentifier against a sharded store: a retry of the same request must
+ * reach the shard that saw the first try, and shards are picked by mailbox id. The 122 bits
+ * come from SHA-256 over both values (the claim is the device's secret). */
+void gw_derive_mailbox_id(const char *claim, const char *correlation_id,
+                          char out[CM_UUID_STRLEN + 1]);
+
 /* Mapping of a backend's gRPC status (|code| is a grpc_status_code) to the public answer. */
 typedef struct {
     int http_status;

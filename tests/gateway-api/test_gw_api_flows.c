@@ -1028,6 +1028,16 @@ static void attestation_required(void **state)
 {
     const char *extra[] = {"--attestation-policy=required", "--attestation-target=127.0.0.1:1",
                            NULL};
+    /* "required" without a verifier is a configuration error: the gateway does not start */
+    th_proc_t bad;
+    fprintf(stderr, "(expected below: two gateways that refuse to start)\n");
+    const char *no_target[] = {"--attestation-policy=required", NULL};
+    assert_int_equal(gateway_start(&bad, E.store_port, no_target), -1);
+    proc_rmdir(&bad);
+    const char *bad_policy[] = {"--attestation-policy=maybe", NULL};
+    assert_int_equal(gateway_start(&bad, E.store_port, bad_policy), -1);
+    proc_rmdir(&bad);
+
     th_proc_t *gw = &T_gw;
     assert_int_equal(gateway_start(gw, E.store_port, extra), 0);
     int port = th_proc_port(gw, "http_port");
@@ -1329,6 +1339,28 @@ static void sharded_store(void **state)
     for (int k = 0; k < 3; k++)
         if (per_shard[k] == 0)
             fail_msg("shard %d got none of %d mailboxes", k, N);
+
+    /* a retried Create without mailboxIdentifier reaches the same shard: 201, same link */
+    for (int k = 0; k < 4; k++) {
+        char claim[37], corr[37], data[100], body[1024];
+        new_uuid(claim);
+        new_uuid(corr);
+        payload_b64(k, 32, data);
+        snprintf(body, sizeof(body),
+                 "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":"
+                 "{\"title\":\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
+                 data);
+        const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
+                           NULL};
+        resp_t r1, r2;
+        do_req(P_H2C, "POST", "/v1/m", h, body, &r1);
+        do_req(P_H1, "POST", "/v1/m", h, body, &r2);
+        assert_int_equal(r1.status, 200);
+        assert_int_equal(r2.status, 201);
+        assert_string_equal(r1.body, r2.body);
+        resp_free(&r1);
+        resp_free(&r2);
+    }
 
     th_proc_kill9(&T_shard[1]);
     proc_rmdir(&T_shard[1]);

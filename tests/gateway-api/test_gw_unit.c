@@ -484,6 +484,20 @@ static void status_mapping(void **state)
     }
 }
 
+static void derived_id(void **state)
+{
+    char a[37], b[37], c[37], d[37];
+    gw_derive_mailbox_id("3b241101-e2bb-4255-8caf-4136c566a962", "corr-1", a);
+    gw_derive_mailbox_id("3b241101-e2bb-4255-8caf-4136c566a962", "corr-1", b);
+    gw_derive_mailbox_id("3b241101-e2bb-4255-8caf-4136c566a962", "corr-2", c);
+    gw_derive_mailbox_id("3b241101-e2bb-4255-8caf-4136c566a963", "corr-1", d);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    assert_string_not_equal(a, d);
+    assert_true(cm_uuid_is_v4(a, strlen(a)));
+    assert_true(cm_uuid_is_v4(c, strlen(c)));
+}
+
 static void utf8(void **state)
 {
     struct {
@@ -662,6 +676,7 @@ int main(void)
         cmocka_unit_test(attestation_header),
         cmocka_unit_test(responses),
         cmocka_unit_test(status_mapping),
+        cmocka_unit_test(derived_id),
         cmocka_unit_test(utf8),
         cmocka_unit_test(rfc3339),
         cmocka_unit_test(media_type_and_correlation),
