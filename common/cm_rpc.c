@@ -5,12 +5,14 @@
 #include "cm_rpc_internal.h"
 
 #include "cm_log.h"
+#include "cm_metrics.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +118,61 @@ const char *cm_rpc_code_name(grpc_status_code code)
     return "UNKNOWN";
 }
 
+/* ---- metrics: shared with cm_rpc_client.c ----------------------------------------------- */
+
+/* Codes 0..16; anything else is counted as UNKNOWN (2). */
+#define NCODES 17
+
+void cm_rpc__metrics_init(cm_rpc__metrics_t *mx, const char *name, const char *help,
+                          const char *method, const char *hist_name, const char *hist_help)
+{
+    memset(mx, 0, sizeof(*mx));
+    mx->name = name;
+    mx->help = help;
+    /* Method paths are [A-Za-z0-9_./] by gRPC's rules; anything that would break the label
+     * syntax is replaced rather than escaped. */
+    size_t j = 0;
+    for (const char *p = method; *p && j < sizeof(mx->method) - 1; p++)
+        mx->method[j++] = (*p == '"' || *p == '\\' || *p == '\n') ? '_' : *p;
+    mx->method[j] = '\0';
+    if (hist_name) {
+        char labels[sizeof(mx->method) + 16];
+        snprintf(labels, sizeof(labels), "method=\"%s\"", mx->method);
+        mx->duration = cm_metrics_histogram(hist_name, hist_help, labels, NULL, 0);
+    }
+}
+
+void cm_rpc__metrics_count(cm_rpc__metrics_t *mx, grpc_status_code code, double seconds)
+{
+    int i = (int)code >= 0 && (int)code < NCODES ? (int)code : (int)GRPC_STATUS_UNKNOWN;
+    cm_counter_t *c = atomic_load_explicit(&mx->codes[i], memory_order_acquire);
+    if (!c) {
+        /* First call with this code: one registry lookup, then cached. Two threads racing here
+         * get the same series back from the registry. */
+        char labels[sizeof(mx->method) + 48];
+        snprintf(labels, sizeof(labels), "method=\"%s\",code=\"%s\"", mx->method,
+                 cm_rpc_code_name((grpc_status_code)i));
+        c = cm_metrics_counter(mx->name, mx->help, labels);
+        atomic_store_explicit(&mx->codes[i], c, memory_order_release);
+    }
+    cm_counter_add(c, 1);
+    if (mx->duration && seconds >= 0)
+        cm_histogram_observe(mx->duration, seconds);
+}
+
+double cm_rpc__seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+#define SERVER_REQUESTS "rpc_server_requests_total"
+#define SERVER_REQUESTS_HELP "gRPC calls served, by method and status code"
+#define SERVER_DURATION "rpc_server_duration_seconds"
+#define SERVER_DURATION_HELP                                                                       \
+    "Time from taking a call to starting its response (handler included), by method"
+
 /* ---- codec ------------------------------------------------------------------------------ */
 
 grpc_byte_buffer *cm_rpc__pack(const ProtobufCMessage *msg)
@@ -200,7 +257,8 @@ typedef struct method {
     const ProtobufCMessageDescriptor *resp_desc;
     cm_rpc_handler_fn fn;
     void *user;
-    void *handle; /* grpc_server_register_method; owned by the server */
+    void *handle;         /* grpc_server_register_method; owned by the server */
+    cm_rpc__metrics_t mx; /* series looked up here once, so a call only adds atomically */
     struct method *next;
 } method_t;
 
@@ -221,7 +279,8 @@ struct cm_rpc_call {
 
     arena_block_t *arena; /* owned: response memory, freed after the final batch */
     char request_id[REQUEST_ID_MAX + 1];
-    char *status_msg; /* arena memory, or NULL */
+    char *status_msg;   /* arena memory, or NULL */
+    struct timespec t0; /* CLOCK_MONOTONIC when a worker took the call, for the metrics */
 
     /* Final batch state; must live until TAG_FINISH completes (P2). */
     grpc_op ops[4];
@@ -249,6 +308,9 @@ struct cm_rpc_server {
     pthread_mutex_t stop_mu; /* serialises cm_rpc_server_stop: a second caller waits for it */
 
     method_t *methods; /* owned list */
+    /* Unknown methods share one label ("unknown"): the path comes from the client and must not
+     * grow the metrics without bound. */
+    cm_rpc__metrics_t unknown_mx;
 
     /* Guards |accepting|: once cleared, no worker posts a new request, so nothing can reach
      * the server after grpc_server_destroy (stop clears it, then waits for |busy| == 0). */
@@ -443,6 +505,8 @@ static void copy_request_id(cm_rpc_call_t *c)
 /* Sends the one final batch (P1, P2). On failure to start, frees the call. */
 static void finish(cm_rpc_call_t *c, grpc_status_code code)
 {
+    cm_rpc__metrics_count(c->method ? &c->method->mx : &c->srv->unknown_mx, code,
+                          c->method ? cm_rpc__seconds_since(&c->t0) : -1);
     c->kind = TAG_FINISH;
     size_t n = 0;
     memset(c->ops, 0, sizeof(c->ops));
@@ -475,6 +539,7 @@ static void finish(cm_rpc_call_t *c, grpc_status_code code)
 static void serve_registered(cm_rpc_call_t *c)
 {
     method_t *m = c->method;
+    clock_gettime(CLOCK_MONOTONIC, &c->t0);
     copy_request_id(c);
     if (cm_rpc_remaining_ms(c) <= 0) {
         /* Core has already told the client; skip the work. */
@@ -565,6 +630,8 @@ int cm_rpc_server_new(const cm_rpc_server_opts_t *opts, cm_rpc_server_t **out)
     s->listen = strdup(opts->listen);
     s->workers = opts->workers > 0 ? opts->workers : 1;
     s->drain_timeout_ms = opts->drain_timeout_ms > 0 ? opts->drain_timeout_ms : 5000;
+    cm_rpc__metrics_init(&s->unknown_mx, SERVER_REQUESTS, SERVER_REQUESTS_HELP, "unknown", NULL,
+                         NULL);
     pthread_mutex_init(&s->post_mu, NULL);
     pthread_mutex_init(&s->stop_mu, NULL);
     pthread_cond_init(&s->idle, NULL);
@@ -624,6 +691,8 @@ int cm_rpc_server_add_method(cm_rpc_server_t *s, const char *path,
     }
     m->req_desc = req_desc;
     m->resp_desc = resp_desc;
+    cm_rpc__metrics_init(&m->mx, SERVER_REQUESTS, SERVER_REQUESTS_HELP, path, SERVER_DURATION,
+                         SERVER_DURATION_HELP);
     m->fn = fn;
     m->user = user;
     /* Must happen before grpc_server_start (P7); host NULL matches any authority. */

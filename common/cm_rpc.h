@@ -7,6 +7,10 @@
  * services and an asynchronous call whose completion is handed to a callback on the client's
  * poller thread (from where an event loop can be woken).
  *
+ * Metrics (cm_metrics.h): rpc_server_requests_total{method,code} and the histogram
+ * rpc_server_duration_seconds{method} per registered method (unknown paths count as
+ * method="unknown"), rpc_client_requests_total{method,code} per called path.
+ *
  * Process start-up order (see ../shared/notes/grpc-core-c.md P9): cm_rpc_signals_block()
  * first, then cm_rpc_init(), then servers/channels, then cm_rpc_signals_wait() in main. */
 #ifndef CM_RPC_H

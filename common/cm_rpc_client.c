@@ -7,6 +7,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,46 @@ const char *cm_rpc_channel_target(const cm_rpc_channel_t *ch)
     return ch->target;
 }
 
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+/* rpc_client_requests_total{method,code}. Paths come from code, not from peers, so they are
+ * few; each gets its entry once and later calls find it by a lock-free scan (entries are
+ * published by the release store of |nclient|, and never change or go away). */
+#define CLIENT_PATHS 64
+static cm_rpc__metrics_t client_mx[CLIENT_PATHS + 1]; /* the last one: "other" */
+static _Atomic size_t nclient;
+static pthread_mutex_t client_mu = PTHREAD_MUTEX_INITIALIZER;
+
+#define CLIENT_REQUESTS "rpc_client_requests_total"
+#define CLIENT_REQUESTS_HELP "gRPC calls made, by method and final status code"
+
+static cm_rpc__metrics_t *client_metrics(const char *path)
+{
+    size_t n = atomic_load_explicit(&nclient, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(client_mx[i].method, path) == 0)
+            return &client_mx[i];
+    pthread_mutex_lock(&client_mu);
+    n = atomic_load_explicit(&nclient, memory_order_relaxed);
+    cm_rpc__metrics_t *mx = NULL;
+    for (size_t i = 0; i < n && !mx; i++)
+        if (strcmp(client_mx[i].method, path) == 0)
+            mx = &client_mx[i];
+    if (!mx && n < CLIENT_PATHS && strlen(path) < sizeof(client_mx[n].method) &&
+        !strpbrk(path, "\"\\\n")) {
+        mx = &client_mx[n];
+        cm_rpc__metrics_init(mx, CLIENT_REQUESTS, CLIENT_REQUESTS_HELP, path, NULL, NULL);
+        atomic_store_explicit(&nclient, n + 1, memory_order_release);
+    }
+    if (!mx) {
+        mx = &client_mx[CLIENT_PATHS];
+        if (!mx->name)
+            cm_rpc__metrics_init(mx, CLIENT_REQUESTS, CLIENT_REQUESTS_HELP, "other", NULL, NULL);
+    }
+    pthread_mutex_unlock(&client_mu);
+    return mx;
+}
+
 /* ---- one client call ---------------------------------------------------------------------- */
 
 /* Everything a unary client call needs until its single batch completes. */
@@ -108,6 +149,7 @@ typedef struct ccall {
     grpc_slice details;       /* owned once the batch completes */
     const char *error_string; /* owned (gpr_free) once the batch completes */
     const ProtobufCMessageDescriptor *resp_desc;
+    cm_rpc__metrics_t *mx; /* static; NULL without a path */
 
     int local_cancel; /* cancelled by cm_rpc_async_del, not by the server */
 
@@ -137,6 +179,7 @@ static int ccall_start(ccall_t *cc, cm_rpc_channel_t *ch, grpc_completion_queue 
     grpc_metadata_array_init(&cc->trail_md);
     cc->details = grpc_empty_slice();
     cc->resp_desc = resp_desc;
+    cc->mx = path ? client_metrics(path) : NULL;
     if (!ch || !path || !req || !resp_desc || !opts || opts->timeout_ms <= 0) {
         status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "bad call arguments");
         return -1;
@@ -296,6 +339,8 @@ int cm_rpc_call(cm_rpc_channel_t *ch, const char *path, const ProtobufCMessage *
            GRPC_QUEUE_SHUTDOWN)
         ;
     grpc_completion_queue_destroy(cq);
+    if (cc.mx)
+        cm_rpc__metrics_count(cc.mx, st->code, -1);
     if (resp)
         *resp = r;
     else if (r)
@@ -353,6 +398,8 @@ static void *poller_main(void *arg)
         cm_rpc_status_t st;
         ProtobufCMessage *resp = ccall_result(cc, ev.success, &st);
         ccall_release(cc);
+        if (cc->mx)
+            cm_rpc__metrics_count(cc->mx, st.code, -1);
         cc->done(cc->user, &st, resp);
         free(cc);
     }
@@ -434,6 +481,8 @@ int cm_rpc_call_async(cm_rpc_async_t *a, cm_rpc_channel_t *ch, const char *path,
             cc->next->prev = NULL;
         pthread_mutex_unlock(&a->mu);
         CM_DEBUG(opts ? opts->request_id : NULL, "rpc: async call not started: %s", st.message);
+        if (cc->mx)
+            cm_rpc__metrics_count(cc->mx, st.code, -1);
         ccall_release(cc);
         free(cc);
         return -1;

@@ -46,9 +46,9 @@ static grpc_status_code verify(cm_rpc_call_t *call, void *user, const ProtobufCM
     if (rq->expected_challenge.len == 0)
         return cm_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "expected_challenge is required");
     const char *rp = rq->rp_id && *rq->rp_id ? rq->rp_id : cfg->rp_id;
-    if (!rp || !*rp)
-        return cm_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
-                           "rp_id is required (no --rp-id configured)");
+    if (!rp || !*rp) /* a deployment error, not the client's: the gateway answers 503 */
+        return cm_rpc_fail(call, GRPC_STATUS_UNAVAILABLE,
+                           "no rp_id in the request and no --rp-id configured");
     if (rq->n_allowed_top_origins > MAX_LIST || rq->n_test_root_certs_pem > MAX_LIST)
         return cm_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "too many list entries");
 

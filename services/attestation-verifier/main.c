@@ -22,6 +22,10 @@
 
 #define MAX_LIST 32
 
+/* Every supported format except `none`: an attestation without a signature or certificate
+ * would let any client pass `--attestation-policy=required` at the gateway. */
+#define AV_DEFAULT_FORMATS "apple,packed,tpm,android-key,fido-u2f"
+
 typedef struct {
     char *buf; /* owned: the split copy the entries point into */
     const char *items[MAX_LIST];
@@ -91,8 +95,10 @@ int main(int argc, char **argv)
          &allow_cross},
         {"require-uv", CM_OPT_BOOL, "false", "require the UV flag on every registration",
          &require_uv},
-        {"formats", CM_OPT_STR, "apple,packed,tpm,android-key,fido-u2f,none",
-         "attestation formats accepted; others are UNSUPPORTED_FORMAT", &formats},
+        {"formats", CM_OPT_STR, AV_DEFAULT_FORMATS,
+         "attestation formats accepted (at least one); others are UNSUPPORTED_FORMAT. `none` "
+         "carries no signature and proves nothing about the device: list it only on purpose",
+         &formats},
         {"allow-test-overrides", CM_OPT_BOOL, "false",
          "TESTS ONLY: honour VerifyRequest.test_* (fixed verify time, anchors, chain off)",
          &test_overrides},
@@ -161,9 +167,24 @@ int main(int argc, char **argv)
     }
 
     /* ---- service ---- */
+    if (lformats.n == 0) {
+        /* av_verify reads an empty list as "all formats", `none` included */
+        fprintf(stderr, "attestation-verifier: --formats must name at least one format\n");
+        av_trust_free(trust);
+        free(lorigins.buf), free(ltops.buf), free(lformats.buf);
+        return 2;
+    }
     cm_rpc_signals_block();
     cm_log_init("attestation-verifier", lvl);
     cm_rpc_init();
+    for (size_t i = 0; i < lformats.n; i++) {
+        if (strcmp(lformats.items[i], "none") == 0)
+            CM_WARN(NULL, "--formats includes none: unsigned attestations are accepted, so "
+                          "they prove nothing about the device");
+    }
+    if (!rp_id || !*rp_id)
+        CM_WARN(NULL, "no --rp-id: requests that carry no rp_id (all of the gateway's) are "
+                      "refused with UNAVAILABLE");
     if (nfiles == 0)
         CM_WARN(NULL,
                 "no trust anchors loaded from \"%s\": every certificate chain is "

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cm_admin.h"
 #include "cm_config.h"
@@ -20,9 +21,10 @@
 #include "ms_sweeper.h"
 
 typedef struct {
-    const char *listen, *admin_listen, *data_dir, *claim_key_file, *push_target, *log_level,
-        *ready_file;
-    int64_t max_ttl, workers, sweep_interval_ms, sweep_batch, drain_timeout_ms, push_timeout_ms;
+    const char *listen, *admin_listen, *data_dir, *claim_key_file, *push_target, *lb_policy,
+        *log_level, *ready_file;
+    int64_t max_ttl, workers, sweep_interval_ms, sweep_batch, drain_timeout_ms, drain_delay_ms,
+        push_timeout_ms;
     int sync, dump;
 } config_t;
 
@@ -30,6 +32,9 @@ typedef struct {
 typedef struct {
     cm_rpc_server_t *srv;
     ms_store_t *st;
+    /* Guards the check of |draining| together with the health update, so that a sweeper pass
+     * racing the start of the drain cannot turn the server back to SERVING. */
+    pthread_mutex_t health_mu;
     _Atomic int draining;
     _Atomic int healthy;
 } app_t;
@@ -54,10 +59,25 @@ static void on_health(void *arg, int healthy)
 {
     app_t *app = arg;
     app->healthy = healthy;
-    if (app->draining)
-        return;
-    cm_rpc_server_set_health(app->srv, "", healthy);
-    cm_rpc_server_set_health(app->srv, MS_SERVICE_NAME, healthy);
+    pthread_mutex_lock(&app->health_mu);
+    if (!app->draining) {
+        cm_rpc_server_set_health(app->srv, "", healthy);
+        cm_rpc_server_set_health(app->srv, MS_SERVICE_NAME, healthy);
+    }
+    pthread_mutex_unlock(&app->health_mu);
+}
+
+/* From here on health stays NOT_SERVING (cm_rpc_server_stop would say so too, but only once it
+ * also stops accepting; with --drain-delay-ms the two are apart). */
+static void begin_drain(app_t *app)
+{
+    pthread_mutex_lock(&app->health_mu);
+    app->draining = 1;
+    if (app->srv) {
+        cm_rpc_server_set_health(app->srv, "", 0);
+        cm_rpc_server_set_health(app->srv, MS_SERVICE_NAME, 0);
+    }
+    pthread_mutex_unlock(&app->health_mu);
 }
 
 static int is_ready(void *arg)
@@ -93,10 +113,18 @@ int main(int argc, char **argv)
         {"sweep-batch", CM_OPT_INT, "256", "expired mailboxes per sweeper batch", &c.sweep_batch},
         {"push-target", CM_OPT_STR, NULL,
          "push-dispatch gRPC address; empty: keep notifications in the outbox", &c.push_target},
+        {"lb-policy", CM_OPT_STR, NULL,
+         "gRPC load balancing towards --push-target: empty (pick_first) or round_robin (for a "
+         "Kubernetes headless Service, e.g. dns:///push-dispatch.ns.svc:7002)",
+         &c.lb_policy},
         {"push-timeout-ms", CM_OPT_INT, "5000", "deadline of each call to push-dispatch",
          &c.push_timeout_ms},
         {"drain-timeout-ms", CM_OPT_INT, "5000", "longest wait for in-flight calls on SIGTERM",
          &c.drain_timeout_ms},
+        {"drain-delay-ms", CM_OPT_INT, "0",
+         "on SIGTERM, answer health checks NOT_SERVING but keep serving this long before closing "
+         "the listener (lets Kubernetes take the pod out of its endpoints first)",
+         &c.drain_delay_ms},
         {"log-level", CM_OPT_STR, "info", "debug, info, warn or error", &c.log_level},
         {"ready-file", CM_OPT_STR, NULL,
          "write {\"grpc_port\":..,\"admin_port\":..} here once listening", &c.ready_file},
@@ -116,9 +144,17 @@ int main(int argc, char **argv)
     }
     cm_log_init("mailbox-store", level);
     if (c.max_ttl < 1 || c.workers < 1 || c.workers > 64 || c.sweep_interval_ms < 1 ||
-        c.sweep_batch < 1 || c.drain_timeout_ms < 1 || c.push_timeout_ms < 1) {
+        c.sweep_batch < 1 || c.drain_timeout_ms < 1 || c.push_timeout_ms < 1 ||
+        c.drain_delay_ms < 0 || c.drain_delay_ms > 600000) {
         CM_ERROR(NULL, "invalid configuration: --max-ttl, --workers (1..64), --sweep-interval-ms, "
-                       "--sweep-batch and the timeouts must be positive");
+                       "--sweep-batch and the timeouts must be positive, --drain-delay-ms "
+                       "0..600000");
+        return 2;
+    }
+    if (c.lb_policy && *c.lb_policy && strcmp(c.lb_policy, "pick_first") != 0 &&
+        strcmp(c.lb_policy, "round_robin") != 0) {
+        CM_ERROR(NULL, "invalid configuration: --lb-policy must be empty, pick_first or "
+                       "round_robin");
         return 2;
     }
     char db_path[1024], err[512];
@@ -152,6 +188,7 @@ int main(int argc, char **argv)
     cm_rpc_init();
     int exit_code = 1;
     app_t app = {.healthy = 1};
+    pthread_mutex_init(&app.health_mu, NULL);
     ms_outbox_t *ob = ms_outbox_new();
     ms_sweeper_t *sw = NULL;
     cm_admin_t *admin = NULL;
@@ -195,7 +232,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (c.push_target && *c.push_target) {
-        if (ms_outbox_start(ob, app.st, c.push_target, c.push_timeout_ms) != 0) {
+        if (ms_outbox_start(ob, app.st, c.push_target, c.lb_policy, c.push_timeout_ms) != 0) {
             CM_ERROR(NULL, "cannot start the outbox forwarder to %s", c.push_target);
             goto out;
         }
@@ -213,8 +250,14 @@ int main(int argc, char **argv)
     int sig = cm_rpc_signals_wait(NULL, NULL);
     CM_INFO(NULL, "signal %d: draining", sig);
     exit_code = 0;
+    begin_drain(&app);
+    if (c.drain_delay_ms > 0) {
+        struct timespec d = {c.drain_delay_ms / 1000, (c.drain_delay_ms % 1000) * 1000000};
+        while (nanosleep(&d, &d) != 0 && errno == EINTR)
+            ;
+    }
 out:
-    app.draining = 1;
+    begin_drain(&app);
     if (app.srv)
         cm_rpc_server_stop(app.srv); /* NOT_SERVING, stop accepting, drain in-flight calls */
     ms_outbox_del(ob);
@@ -223,6 +266,7 @@ out:
         cm_admin_stop(admin);
     cm_rpc_server_del(app.srv);
     ms_store_close(app.st);
+    pthread_mutex_destroy(&app.health_mu);
     cm_rpc_shutdown();
     if (exit_code == 0)
         CM_INFO(NULL, "stopped");

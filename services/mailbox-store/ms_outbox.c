@@ -85,6 +85,14 @@ static size_t forward(ms_outbox_t *ob, ms_outbox_entry_t *e, size_t n, cm_rpc_st
         Tigress__Push__V1__CancelMailboxRequest rq =
             TIGRESS__PUSH__V1__CANCEL_MAILBOX_REQUEST__INIT;
         rq.mailbox_id = e[0].mailbox_id;
+        /* The marker carries the mailbox's expiry: push-dispatch keeps refusing late Enqueues
+         * for it exactly that long (0, from an unreadable marker, means its own default). */
+        Tigress__Push__V1__Notification *m =
+            tigress__push__v1__notification__unpack(NULL, e[0].len, e[0].value);
+        if (m) {
+            rq.mailbox_expires_at_ms = m->mailbox_expires_at_ms;
+            tigress__push__v1__notification__free_unpacked(m, NULL);
+        }
         cm_rpc_call(ob->ch, "/tigress.push.v1.PushDispatch/CancelMailbox", &rq.base,
                     &tigress__push__v1__cancel_mailbox_response__descriptor, &co, &resp, st);
         if (resp)
@@ -183,11 +191,13 @@ static void *run(void *arg)
     return NULL;
 }
 
-int ms_outbox_start(ms_outbox_t *ob, ms_store_t *st, const char *target, int64_t call_timeout_ms)
+int ms_outbox_start(ms_outbox_t *ob, ms_store_t *st, const char *target, const char *lb_policy,
+                    int64_t call_timeout_ms)
 {
     ob->st = st;
     ob->timeout_ms = call_timeout_ms > 0 ? call_timeout_ms : 5000;
-    if (cm_rpc_channel_new(target, NULL, &ob->ch) != 0)
+    cm_rpc_channel_opts_t co = {.lb_policy = lb_policy && *lb_policy ? lb_policy : NULL};
+    if (cm_rpc_channel_new(target, &co, &ob->ch) != 0)
         return -1;
     if (pthread_create(&ob->thread, NULL, run, ob) != 0) {
         cm_rpc_channel_del(ob->ch);

@@ -2,7 +2,8 @@
  *
  * One thread reads entries in sequence order: runs of notifications go out as one
  * tigress.push.v1.PushDispatch/Enqueue call (up to MS_OUTBOX_BATCH), a cancel marker as
- * CancelMailbox. Entries are deleted only after the call returned OK, so delivery to
+ * CancelMailbox (with the mailbox's expiry, so push-dispatch refuses late Enqueues until
+ * then). Entries are deleted only after the call returned OK, so delivery to
  * push-dispatch is at least once (it drops re-sent notification ids). Failures are retried
  * with exponential backoff (100 ms .. 5 s); INVALID_ARGUMENT is permanent and drops the entry.
  * Notifications whose mailbox already expired are dropped without a call. */
@@ -23,8 +24,11 @@ ms_outbox_t *ms_outbox_new(void);
 /* Store outbox hook: wakes the forwarder (|arg| is the ms_outbox_t). Cheap; any thread. */
 void ms_outbox_wake(void *arg);
 
-/* Starts forwarding to |target| ("host:port"). Returns 0 or -1. */
-int ms_outbox_start(ms_outbox_t *ob, ms_store_t *st, const char *target, int64_t call_timeout_ms);
+/* Starts forwarding to |target| ("host:port", "dns:///svc:port"). |lb_policy| NULL or "" is
+ * gRPC's default (pick_first); "round_robin" spreads calls over every address of a Kubernetes
+ * headless Service. Returns 0 or -1. */
+int ms_outbox_start(ms_outbox_t *ob, ms_store_t *st, const char *target, const char *lb_policy,
+                    int64_t call_timeout_ms);
 /* Stops the thread (waiting for a call in flight, bounded by its timeout) and frees. Works on
  * a never-started forwarder too. */
 void ms_outbox_del(ms_outbox_t *ob);

@@ -41,6 +41,14 @@ struct ms_store {
     void *outbox_arg;
     _Atomic uint64_t next_seq;
     _Atomic int64_t outbox_depth;
+    /* Set by the first failed write and never cleared: from then on no write reaches RocksDB.
+     * RocksDB 7.8 may append to a WAL whose last write failed, and Debian's build then aborts
+     * on an assertion (fixed upstream in 9.x, rocksdb#12448); refusing further writes turns a
+     * crash into NOT_SERVING + UNAVAILABLE until a restart replays the WAL. */
+    _Atomic int write_failed;
+    /* "rocksdb.background-errors" only counts up: the count last seen healthy tells a new
+     * background error (flush, compaction) from an old, recovered one. */
+    _Atomic uint64_t bg_errors_seen;
 };
 
 #define S(x) ((x) ? (x) : "")
@@ -155,10 +163,17 @@ static int load(ms_store_t *st, const char *id, char **raw, ms_record_t *rec)
 static int commit(ms_store_t *st, rocksdb_writebatch_t *wb, int background, ms_result_t *res)
 {
     char *err = NULL;
+    if (atomic_load(&st->write_failed)) {
+        if (res)
+            return fail(res, GRPC_STATUS_UNAVAILABLE,
+                        "storage failed a write earlier; refusing writes until restarted");
+        return -1;
+    }
     rocksdb_write(st->db, background ? st->wo_bg : st->wo, wb, &err);
     if (err) {
         CM_ERROR(NULL, "rocksdb write: %s", err);
         rocksdb_free(err);
+        atomic_store(&st->write_failed, 1);
         if (res)
             return fail(res, GRPC_STATUS_UNAVAILABLE, "storage write failed");
         return -1;
@@ -328,6 +343,14 @@ static int is_live(ms_store_t *st, const ms_record_t *r)
 
 /* ---- open / close ---- */
 
+static uint64_t bg_errors(ms_store_t *st)
+{
+    char *v = rocksdb_property_value(st->db, "rocksdb.background-errors");
+    uint64_t n = v ? strtoull(v, NULL, 10) : 0;
+    free(v);
+    return n;
+}
+
 int ms_store_open(const ms_store_opts_t *o, ms_store_t **out, char *errbuf, size_t errcap)
 {
     ms_store_t *st = calloc(1, sizeof(*st));
@@ -336,6 +359,12 @@ int ms_store_open(const ms_store_opts_t *o, ms_store_t **out, char *errbuf, size
     st->opts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(st->opts, 1);
     rocksdb_options_increase_parallelism(st->opts, 2);
+    /* RocksDB's own LOG file sits on the data volume. In 7.8 its writer aborts the process on
+     * an assertion when it writes again after a failed write (a full disk), so a disk-full
+     * would crash the store from the error handler's own log line. Only fatal lines are kept
+     * (the store logs its storage errors itself), and few old LOG files. */
+    rocksdb_options_set_info_log_level(st->opts, 4 /* FATAL_LEVEL */);
+    rocksdb_options_set_keep_log_file_num(st->opts, 4);
     /* Create and the idempotency check look up keys that mostly do not exist: a Bloom filter
      * answers those without reading data blocks. The table options are copied into |opts|. */
     rocksdb_block_based_table_options_t *bbo = rocksdb_block_based_options_create();
@@ -389,6 +418,7 @@ int ms_store_open(const ms_store_opts_t *o, ms_store_t **out, char *errbuf, size
     rocksdb_readoptions_destroy(ro);
     atomic_store(&st->next_seq, next);
     atomic_store(&st->outbox_depth, depth);
+    atomic_store(&st->bg_errors_seen, bg_errors(st));
     *out = st;
     return 0;
 }
@@ -416,10 +446,26 @@ void *ms_store_db(ms_store_t *st)
 
 int ms_store_healthy(ms_store_t *st)
 {
-    char *v = rocksdb_property_value(st->db, "rocksdb.background-errors");
-    int ok = !v || strtoll(v, NULL, 10) == 0;
-    free(v);
-    return ok;
+    if (atomic_load(&st->write_failed))
+        return 0;
+    uint64_t bg = bg_errors(st);
+    if (bg == atomic_load(&st->bg_errors_seen))
+        return 1;
+    /* A new background error: RocksDB refuses writes (before the WAL) until it recovered by
+     * itself, if it can, so whether a synced write goes through is the answer. The key is
+     * outside every key range in use. */
+    static const char probe[] = "h/probe";
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(wo, 1);
+    char *err = NULL;
+    rocksdb_delete(st->db, wo, probe, sizeof(probe) - 1, &err);
+    rocksdb_writeoptions_destroy(wo);
+    if (err) {
+        rocksdb_free(err);
+        return 0;
+    }
+    atomic_store(&st->bg_errors_seen, bg);
+    return 1;
 }
 
 int64_t ms_store_outbox_depth(ms_store_t *st)

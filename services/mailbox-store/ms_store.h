@@ -112,7 +112,11 @@ int ms_store_outbox_ack(ms_store_t *st, const ms_outbox_entry_t *e, size_t n);
 /* Entries currently in the outbox. */
 int64_t ms_store_outbox_depth(ms_store_t *st);
 
-/* 1 when RocksDB reports no background error, else 0. */
+/* 1 when the store can write, else 0. After a failed write the store refuses every further
+ * write (UNAVAILABLE) and reports 0 until restarted: the restart replays the WAL, so nothing
+ * acknowledged is lost. After a new RocksDB background error (flush, compaction) it makes a
+ * synced probe write and reports 1 again once one succeeds (RocksDB resumes by itself where
+ * it can). Cheap while nothing failed. Meant for one caller at a time (the sweeper). */
 int ms_store_healthy(ms_store_t *st);
 
 /* The underlying rocksdb_t*, for tools and tests (scan). */

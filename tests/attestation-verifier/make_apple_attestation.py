@@ -56,7 +56,10 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tigress test Apple-format CA")])
+    # A unique name per run: a test may trust several of these CAs at once (one apple.pem), and
+    # chain building picks the issuer by subject name (these certificates carry no key ids).
+    ca_name = x509.Name([x509.NameAttribute(
+        NameOID.COMMON_NAME, "Tigress test Apple-format CA " + os.urandom(8).hex())])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
           .not_valid_before(now - datetime.timedelta(days=1))

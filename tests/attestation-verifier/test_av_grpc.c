@@ -26,6 +26,10 @@
 #include "th.h"
 #include "tigress/attest/v1/attestation_verifier.pb-c.h"
 
+/* The service's default --formats leaves out `none`; the shared vectors include `none` cases
+ * with expected verdicts, so the runs that check them list every format explicitly. */
+#define ALL_FORMATS "--formats=apple,packed,tpm,android-key,fido-u2f,none"
+
 #define VERIFY_PATH "/tigress.attest.v1.AttestationVerifier/Verify"
 #define SERVICE "tigress.attest.v1.AttestationVerifier"
 
@@ -161,7 +165,7 @@ static void test_all_cases(void **state)
     int n = tc_load(&cases);
     assert_true(n >= 79);
     th_proc_t p;
-    assert_int_equal(start(&p, "--allow-test-overrides", NULL), 0);
+    assert_int_equal(start(&p, "--allow-test-overrides", ALL_FORMATS), 0);
     cm_rpc_channel_t *ch = channel(&p);
     for (int i = 0; i < n; i++) {
         tc_case_t *c = &cases[i];
@@ -230,7 +234,7 @@ static void test_production_policy(void **state)
     int n = tc_load(&cases);
     assert_true(n > 0);
     th_proc_t p;
-    assert_int_equal(start(&p, "--rp-id=example.org", NULL), 0);
+    assert_int_equal(start(&p, "--rp-id=example.org", ALL_FORMATS), 0);
     cm_rpc_channel_t *ch = channel(&p);
 
     assert_int_equal(cm_rpc_health_check(ch, "", 5000), 1);
@@ -453,16 +457,68 @@ static void test_formats_policy(void **state)
     tc_free(cases, n);
 }
 
+/* Service defaults: `none` (no signature) is not accepted unless listed; an empty --formats
+ * (read by the core as "all") does not start; without --rp-id a request that carries none is
+ * a deployment error (UNAVAILABLE), not a verdict on the client's attestation. */
+static void test_default_formats(void **state)
+{
+    (void)state;
+    tc_case_t *cases = NULL;
+    int n = tc_load(&cases);
+    th_proc_t p;
+    fprintf(stderr, "(expected below: a verifier that refuses an empty --formats)\n");
+    assert_int_equal(start(&p, "--formats=", "--rp-id=example.org"), -1);
+    assert_int_equal(start(&p, "--formats= , ", NULL), -1);
+
+    assert_int_equal(start(&p, "--rp-id=example.org", NULL), 0);
+    cm_rpc_channel_t *ch = channel(&p);
+    plain_verdict(ch, find(cases, n, "w3c-none-es256"), "", "", "UNSUPPORTED_FORMAT", 0);
+    plain_verdict(ch, find(cases, n, "w3c-none-es256"), NULL, NULL, "UNSUPPORTED_FORMAT", 0);
+    plain_verdict(ch, find(cases, n, "pyw-none-basic"), NULL, NULL, "UNSUPPORTED_FORMAT", 0);
+    /* the other formats are still verified (the W3C CA is no configured anchor) */
+    plain_verdict(ch, find(cases, n, "w3c-packed-es256"), NULL, NULL, "CHAIN_UNTRUSTED", 0);
+    plain_verdict(ch, find(cases, n, "w3c-packed-self-es256"), NULL, NULL, "OK", 1);
+    cm_rpc_channel_del(ch);
+    int ex = th_proc_stop(&p, SIGTERM, 10000);
+    assert_true(WIFEXITED(ex) && WEXITSTATUS(ex) == 0);
+    char *log = th_read_file(p.log_path, NULL);
+    assert_non_null(log);
+    assert_null(strstr(log, "--formats includes none")); /* the warning is for opt-ins only */
+    free(log);
+
+    assert_int_equal(start(&p, "--formats=none", NULL), 0);
+    ch = channel(&p);
+    plain_verdict(ch, find(cases, n, "w3c-none-es256"), NULL, NULL, "OK", 1);
+    Tigress__Attest__V1__VerifyRequest rq;
+    uint8_t *bufs[3] = {0};
+    const char *pems[8], *tops[8];
+    case_request(find(cases, n, "w3c-none-es256"), 0, &rq, bufs, pems, tops);
+    rq.rp_id = "";
+    cm_rpc_status_t st;
+    Tigress__Attest__V1__VerifyResponse *r = call(ch, &rq, &st);
+    assert_int_equal(st.code, GRPC_STATUS_UNAVAILABLE);
+    assert_null(r);
+    for (int i = 0; i < 3; i++)
+        free(bufs[i]);
+    cm_rpc_channel_del(ch);
+    ex = th_proc_stop(&p, SIGTERM, 10000);
+    assert_true(WIFEXITED(ex) && WEXITSTATUS(ex) == 0);
+    log = th_read_file(p.log_path, NULL);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "--formats includes none"));
+    assert_non_null(strstr(log, "no --rp-id"));
+    free(log);
+    tc_free(cases, n);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     cm_rpc_init();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_all_cases),
-        cmocka_unit_test(test_production_policy),
-        cmocka_unit_test(test_formats_policy),
-        cmocka_unit_test(test_concurrent),
-        cmocka_unit_test(test_fresh_apple_at_receipt),
+        cmocka_unit_test(test_all_cases),      cmocka_unit_test(test_production_policy),
+        cmocka_unit_test(test_formats_policy), cmocka_unit_test(test_default_formats),
+        cmocka_unit_test(test_concurrent),     cmocka_unit_test(test_fresh_apple_at_receipt),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     cm_rpc_shutdown();

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,12 +71,117 @@ char *th_read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* ---- per-process temp dirs ---------------------------------------------------------------- */
+
+/* Every th-proc dir made by this test process. Tests read a proc's log after stopping it, so
+ * the dirs go at exit (or earlier with th_proc_cleanup), not on stop. */
+static pthread_mutex_t dirs_mu = PTHREAD_MUTEX_INITIALIZER;
+static char **dirs; /* owned, each owned; NULL slots were removed already */
+static size_t ndirs;
+static pid_t dirs_owner; /* only the process that made them removes them (not forked kids) */
+
+static int rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)sb;
+    (void)type;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* In-process rm -rf: no fork at exit (the test may have threads running). */
+static void rm_tree_quiet(const char *path)
+{
+    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int keep_dirs(void)
+{
+    const char *k = getenv("TH_KEEP");
+    return k && *k && strcmp(k, "0") != 0;
+}
+
+static void dirs_at_exit(void)
+{
+    pthread_mutex_lock(&dirs_mu);
+    if (getpid() == dirs_owner) {
+        for (size_t i = 0; i < ndirs; i++) {
+            if (dirs[i] && !keep_dirs())
+                rm_tree_quiet(dirs[i]);
+            else if (dirs[i])
+                fprintf(stderr, "th: TH_KEEP set, kept %s\n", dirs[i]);
+            free(dirs[i]);
+        }
+        free(dirs);
+        dirs = NULL;
+        ndirs = 0;
+    }
+    pthread_mutex_unlock(&dirs_mu);
+}
+
+static void dirs_add(const char *dir)
+{
+    pthread_mutex_lock(&dirs_mu);
+    if (!dirs_owner) {
+        atexit(dirs_at_exit);
+    } else if (dirs_owner != getpid()) {
+        /* A forked child: the inherited dirs are its parent's to remove, not its own. */
+        for (size_t i = 0; i < ndirs; i++)
+            free(dirs[i]);
+        ndirs = 0;
+    }
+    dirs_owner = getpid();
+    char **n = realloc(dirs, (ndirs + 1) * sizeof(*n));
+    if (n) {
+        dirs = n;
+        dirs[ndirs] = strdup(dir);
+        if (dirs[ndirs])
+            ndirs++;
+    }
+    pthread_mutex_unlock(&dirs_mu);
+}
+
+/* The proc's dir, from its log path. 0 or -1. */
+static int proc_dir(const th_proc_t *p, char *buf, size_t cap)
+{
+    const char *slash = strrchr(p->log_path, '/');
+    if (!p->log_path[0] || !slash || (size_t)(slash - p->log_path) >= cap)
+        return -1;
+    memcpy(buf, p->log_path, (size_t)(slash - p->log_path));
+    buf[slash - p->log_path] = '\0';
+    return strstr(buf, "th-proc") ? 0 : -1;
+}
+
+void th_proc_cleanup(th_proc_t *p)
+{
+    th_proc_kill9(p);
+    char dir[512];
+    if (proc_dir(p, dir, sizeof(dir)) == 0) {
+        if (keep_dirs()) {
+            fprintf(stderr, "th: TH_KEEP set, kept %s\n", dir);
+        } else {
+            rm_tree_quiet(dir);
+        }
+        pthread_mutex_lock(&dirs_mu);
+        for (size_t i = 0; i < ndirs; i++) {
+            if (dirs[i] && strcmp(dirs[i], dir) == 0) {
+                free(dirs[i]);
+                dirs[i] = NULL;
+            }
+        }
+        pthread_mutex_unlock(&dirs_mu);
+    }
+    p->log_path[0] = '\0';
+    p->ready_path[0] = '\0';
+}
+
 int th_proc_start(th_proc_t *p, char *const argv[], int timeout_ms)
 {
     char dir[400];
     memset(p, 0, sizeof(*p));
     if (th_tempdir("th-proc", dir, sizeof(dir)) != 0)
         return -1;
+    dirs_add(dir);
     snprintf(p->ready_path, sizeof(p->ready_path), "%s/ready.json", dir);
     snprintf(p->log_path, sizeof(p->log_path), "%s/stderr.log", dir);
     char ready_arg[600];

@@ -40,6 +40,12 @@ int th_proc_stop(th_proc_t *p, int sig, int timeout_ms);
 /* SIGKILL and reap, no questions. */
 void th_proc_kill9(th_proc_t *p);
 
+/* The proc's temp dir (ready file, stderr log) outlives th_proc_stop/th_proc_kill9 so a test
+ * can still read p->log_path; it is removed when the test process exits, or earlier by
+ * th_proc_cleanup (which also kills the proc if it still runs and clears the paths). Set
+ * TH_KEEP=1 to keep every dir (the paths are printed) for a post-mortem. */
+void th_proc_cleanup(th_proc_t *p);
+
 /* Milliseconds on a monotonic clock. */
 long long th_now_ms(void);
 

@@ -9,11 +9,16 @@
 #include <string.h>
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/wait.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <errno.h>
 
 #include <cmocka.h>
 #include <rocksdb/c.h>
@@ -35,6 +40,8 @@ typedef struct {
     char dir[512];
     char data_arg[600];
     char push_arg[300];
+    char extra_arg[300]; /* one more flag for the next start, or "" */
+    int mounted;         /* a tmpfs is mounted on |dir| (disk_full test) */
     th_proc_t proc;
     cm_rpc_channel_t *ch;
     int port;
@@ -53,6 +60,7 @@ static void store_start(fx_t *fx)
                     "--sweep-interval-ms=100",
                     "--max-ttl=3600",
                     fx->push_arg[0] ? fx->push_arg : "--log-level=info",
+                    fx->extra_arg[0] ? fx->extra_arg : "--log-level=info",
                     NULL};
     assert_int_equal(th_proc_start(&fx->proc, argv, START_MS), 0);
     fx->port = th_proc_port(&fx->proc, "grpc_port");
@@ -98,8 +106,9 @@ static int teardown(void **state)
 {
     fx_t *fx = *state;
     channel_drop(fx);
-    if (fx->proc.pid > 0)
-        th_proc_kill9(&fx->proc);
+    th_proc_cleanup(&fx->proc);
+    if (fx->mounted)
+        umount2(fx->dir, MNT_DETACH);
     th_rmtree(fx->dir);
     free(fx);
     return 0;
@@ -533,6 +542,14 @@ static void health_unknown_metrics(void **state)
         m,
         "tigress_mailbox_store_requests_total{method=\"read_display\",code=\"INVALID_ARGUMENT\"}"));
     assert_non_null(strstr(m, "tigress_mailbox_store_outbox_depth"));
+    /* the RPC layer's own series, per registered method; unknown paths share one label */
+    assert_non_null(strstr(m, "rpc_server_requests_total{method=\"" SVC "Create\",code=\"OK\"} 1"));
+    assert_non_null(strstr(m, "rpc_server_requests_total{method=\"" SVC
+                              "ReadDisplay\",code=\"INVALID_ARGUMENT\"} 1"));
+    assert_non_null(
+        strstr(m, "rpc_server_requests_total{method=\"unknown\",code=\"UNIMPLEMENTED\"} 1"));
+    assert_non_null(strstr(m, "rpc_server_duration_seconds_count{method=\"" SVC "Create\"} 1"));
+    assert_null(strstr(m, "NoSuchMethod"));
     assert_null(strstr(m, id)); /* no ids in metrics */
     free(m);
     m = http_get(fx->admin_port, "/readyz");
@@ -674,6 +691,7 @@ typedef struct {
     int fail_first; /* answer UNAVAILABLE to this many Enqueue calls */
     int notifications;
     int cancels;
+    int64_t cancel_expires_ms; /* mailbox_expires_at_ms of the last CancelMailbox */
     char tokens[256];
 } fake_pd_t;
 
@@ -703,8 +721,10 @@ static grpc_status_code pd_cancel(cm_rpc_call_t *call, void *user, const Protobu
                                   ProtobufCMessage *resp)
 {
     fake_pd_t *f = user;
+    const Tigress__Push__V1__CancelMailboxRequest *rq = (const void *)req;
     pthread_mutex_lock(&f->mu);
     f->cancels++;
+    f->cancel_expires_ms = rq->mailbox_expires_at_ms;
     pthread_mutex_unlock(&f->mu);
     return GRPC_STATUS_OK;
 }
@@ -729,9 +749,14 @@ static void forwarder_delivers_and_retries(void **state)
                      0);
     assert_int_equal(cm_rpc_server_start(srv, &port), 0);
     snprintf(fx->push_arg, sizeof(fx->push_arg), "--push-target=127.0.0.1:%d", port);
+    /* round_robin over a one-address target behaves like pick_first: the option is wired */
+    snprintf(fx->extra_arg, sizeof(fx->extra_arg), "--lb-policy=round_robin");
     store_start(fx);
     char id[37];
     new_id(id);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t created_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     assert_int_equal(create(fx, id, CLAIM_A, "", "RWD", 600, "TOKEN-A", NULL), 0);
     assert_int_equal(rs(fx, id, CLAIM_B), 0);
     assert_int_equal(update(fx, id, CLAIM_B, "", "TOKEN-B", NULL), 0);
@@ -762,10 +787,158 @@ static void forwarder_delivers_and_retries(void **state)
     assert_int_equal(f.notifications, 3);
     assert_string_equal(f.tokens, "TOKEN-A,TOKEN-B,TOKEN-A,");
     assert_int_equal(f.cancels, 1);
+    /* the cancel carries the mailbox's expiry (created with ttl 600 s) */
+    assert_true(f.cancel_expires_ms >= created_ms + 600000 - 5000);
+    assert_true(f.cancel_expires_ms <= created_ms + 600000 + 5000);
     scan_t s;
     db_scan(fx, id, &s);
     assert_int_equal(s.keys_mentioning, 0);
     assert_int_equal(s.outbox_notify + s.outbox_cancel, 0);
+}
+
+/* ---- configuration, drain and storage health (issue 6 §1) ---- */
+
+static void bad_lb_policy_refused(void **state)
+{
+    fx_t *fx = *state;
+    char bin[512];
+    th_bin("mailbox-store", bin, sizeof(bin));
+    snprintf(fx->data_arg, sizeof(fx->data_arg), "--data-dir=%s", fx->dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 2);
+        execl(bin, bin, "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0", fx->data_arg,
+              "--push-target=127.0.0.1:1", "--lb-policy=grpclb", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 2);
+}
+
+/* Health reports NOT_SERVING as soon as the drain starts (during --drain-delay-ms the store
+ * still serves, so load balancers can take it out first), and never SERVING again after. */
+static void drain_reports_not_serving(void **state)
+{
+    fx_t *fx = *state;
+    snprintf(fx->extra_arg, sizeof(fx->extra_arg), "--drain-delay-ms=3000");
+    store_start(fx);
+    char id[37];
+    new_id(id);
+    assert_int_equal(create(fx, id, CLAIM_A, "", "", 60, NULL, NULL), 0);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "", 5000), 1);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 5000), 1);
+    kill(fx->proc.pid, SIGTERM);
+    long long t0 = th_now_ms();
+    int seen_not_serving = 0, served_while_draining = 0, serving_after = 0, gone = 0;
+    while (th_now_ms() - t0 < 15000) {
+        int h = cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 2000);
+        if (h == 0 && !seen_not_serving) {
+            seen_not_serving = 1;
+            /* still answering while NOT_SERVING */
+            served_while_draining = read_display(fx, id) == GRPC_STATUS_OK;
+        } else if (h == 1 && seen_not_serving) {
+            serving_after++;
+        } else if (h < 0) {
+            gone = 1; /* listener closed: UNAVAILABLE */
+            break;
+        }
+        usleep(20000);
+    }
+    assert_true(seen_not_serving);
+    assert_true(served_while_draining);
+    assert_int_equal(serving_after, 0);
+    assert_true(gone);
+    store_stop(fx);
+}
+
+/* A write that fails (a full disk, here a small tmpfs) turns health NOT_SERVING and /readyz
+ * 503; writes answer UNAVAILABLE; nothing acknowledged is lost; a restart with space back
+ * serves again. Needs mount(2) (root in the test machine); skipped without it. */
+static void disk_full_not_serving(void **state)
+{
+    fx_t *fx = *state;
+    if (mount("tmpfs", fx->dir, "tmpfs", 0, "size=12m,mode=0700") != 0) {
+        print_message("disk_full_not_serving: cannot mount a tmpfs (%s); skipped\n",
+                      strerror(errno));
+        skip();
+    }
+    fx->mounted = 1;
+    store_start(fx);
+    enum { MAXN = 4000 };
+    static char ids[MAXN][37];
+    int n = 0;
+    for (; n < 20; n++) {
+        new_id(ids[n]);
+        assert_int_equal(create(fx, ids[n], CLAIM_A, "", "", 600, NULL, NULL), 0);
+    }
+    /* Fill the rest of the file system. */
+    char filler[600];
+    snprintf(filler, sizeof(filler), "%s/filler", fx->dir);
+    int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    static char chunk[65536];
+    memset(chunk, 0x5a, sizeof(chunk));
+    for (;;) {
+        ssize_t w = write(fd, chunk, sizeof(chunk));
+        if (w <= 0)
+            break;
+    }
+    while (write(fd, chunk, 512) > 0) /* the last partial pages */
+        ;
+    close(fd);
+    /* Creates go on until the WAL needs a page it cannot get; each OK is acknowledged. */
+    int unavailable = 0;
+    while (n < MAXN) {
+        new_id(ids[n]);
+        int code = create(fx, ids[n], CLAIM_A, "", "", 600, NULL, NULL);
+        if (code == GRPC_STATUS_OK) {
+            n++;
+            continue;
+        }
+        assert_int_equal(code, GRPC_STATUS_UNAVAILABLE);
+        unavailable = 1;
+        break;
+    }
+    assert_true(unavailable);
+    long long t0 = th_now_ms();
+    while (cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 2000) != 0 &&
+           th_now_ms() - t0 < 10000)
+        usleep(50000);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 2000), 0);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "", 2000), 0);
+    char *m = http_get(fx->admin_port, "/readyz");
+    assert_non_null(m);
+    assert_non_null(strstr(m, " 503 "));
+    free(m);
+    char extra[37];
+    new_id(extra);
+    assert_int_equal(create(fx, extra, CLAIM_A, "", "", 600, NULL, NULL), GRPC_STATUS_UNAVAILABLE);
+    /* reads still work */
+    assert_int_equal(read_display(fx, ids[0]), GRPC_STATUS_OK);
+    assert_int_equal(read_display(fx, ids[n - 1]), GRPC_STATUS_OK);
+    print_message("disk_full_not_serving: %d creates acknowledged, then UNAVAILABLE; "
+                  "NOT_SERVING after %lld ms\n",
+                  n, th_now_ms() - t0);
+    /* The store stays fenced (NOT_SERVING, writes refused) even with space back: a restart
+     * replays the WAL. SIGTERM still exits 0, and every acknowledged create is there. */
+    assert_int_equal(unlink(filler), 0);
+    usleep(300000);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 2000), 0);
+    assert_int_equal(create(fx, extra, CLAIM_A, "", "", 600, NULL, NULL), GRPC_STATUS_UNAVAILABLE);
+    store_stop(fx);
+    store_start(fx);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 2000), 1);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(read_display(fx, ids[i]), GRPC_STATUS_OK);
+    assert_int_equal(read_display(fx, extra), GRPC_STATUS_NOT_FOUND);
+    assert_int_equal(create(fx, extra, CLAIM_A, "", "", 600, NULL, NULL), GRPC_STATUS_OK);
+    store_stop(fx);
+    assert_int_equal(umount(fx->dir), 0);
+    fx->mounted = 0;
 }
 
 int main(void)
@@ -781,6 +954,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(sigterm_drains, setup_started, teardown),
         cmocka_unit_test_setup_teardown(outbox_read_back_and_dump, setup_started, teardown),
         cmocka_unit_test_setup_teardown(forwarder_delivers_and_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_lb_policy_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(drain_reports_not_serving, setup, teardown),
+        cmocka_unit_test_setup_teardown(disk_full_not_serving, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     cm_rpc_shutdown();
