@@ -41,7 +41,7 @@ int cm_rpc_channel_new(const char *target, const cm_rpc_channel_opts_t *opts,
      * peer that vanished without a FIN; the server side allows them (cm_rpc_server_new).
      * GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is deliberately left alone: core uses it as the connect
      * timeout, and 100 ms made connects on a loaded machine fail with UNAVAILABLE. */
-    grpc_arg args[7];
+    grpc_arg args[9];
     int n = 0;
     args[n].type = GRPC_ARG_INTEGER;
     args[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
@@ -65,6 +65,16 @@ int cm_rpc_channel_new(const char *target, const cm_rpc_channel_opts_t *opts,
         args[n].type = GRPC_ARG_STRING;
         args[n].key = GRPC_ARG_LB_POLICY_NAME;
         args[n++].value.string = (char *)opts->lb_policy;
+    }
+    if (opts && opts->minimal_stack) {
+        /* Without the explicit deadline checks the minimal stack would drop client-side
+         * deadlines: a hung backend would then hold a call until the server gave up. */
+        args[n].type = GRPC_ARG_INTEGER;
+        args[n].key = GRPC_ARG_MINIMAL_STACK;
+        args[n++].value.integer = 1;
+        args[n].type = GRPC_ARG_INTEGER;
+        args[n].key = GRPC_ARG_ENABLE_DEADLINE_CHECKS;
+        args[n++].value.integer = 1;
     }
     grpc_channel_args cargs = {.num_args = (size_t)n, .args = args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();

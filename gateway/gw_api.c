@@ -620,7 +620,11 @@ static void handle_create(gw_req_t *r)
         send_error(r, err.code && !strcmp(err.code, "internal") ? 500 : 400, err.code, err.message);
         goto done;
     }
-    if (c->create.id_generated && c->corr[0] && gw_backend_store_shards() > 1)
+    /* A retried Create without mailboxIdentifier must name the same mailbox, or the store's
+     * duplicate detection (keyed by mailbox and claim) cannot see the retry and a second
+     * mailbox would be made; with shards it must also reach the same shard. So the id is
+     * derived from the claim and the correlation id rather than drawn at random. */
+    if (c->create.id_generated && c->corr[0])
         gw_derive_mailbox_id(c->claim, c->corr, c->create.mailbox_id);
     memcpy(c->id, c->create.mailbox_id, sizeof(c->id));
     attest_then_store(c, &c->create.payload);

@@ -197,6 +197,29 @@ const char *gw_status_text(int status)
     }
 }
 
+/* Issue 3 wants the correlation id echoed on every answer, errors included: the API does it
+ * for its own answers, this does it for the core's (413, 431, 408, 400). Same rule as the API
+ * (API.md): 1..128 visible ASCII characters, echoed under the name it came with; anything else
+ * is not echoed. A header dropped after the 431 limit was reached is simply not there. */
+static int correlation_valid(const char *v)
+{
+    size_t n = 0;
+    for (; v[n]; n++)
+        if ((unsigned char)v[n] <= 0x20 || (unsigned char)v[n] >= 0x7f)
+            return 0;
+    return n >= 1 && n <= 128;
+}
+
+static void echo_correlation(gw_req_t *r)
+{
+    static const char *const names[] = {"mailbox-correlation-id", "mailbox-request-id"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = gw_req_header(r, names[i]);
+        if (v && correlation_valid(v))
+            gw_req_add_header(r, names[i], v);
+    }
+}
+
 void gw_req_respond_error(gw_req_t *r, int status)
 {
     const char *code, *msg;
@@ -226,6 +249,7 @@ void gw_req_respond_error(gw_req_t *r, int status)
     char body[256];
     int n =
         snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+    echo_correlation(r);
     if (!r->route)
         r->route = "core";
     r->dispatched = 1; /* an answer now exists, whoever gave it */

@@ -343,13 +343,18 @@ int gw_loop_post_req(gw_loop_t *l, gw_req_t *r, void (*fn)(void *), void *arg)
         free(p);
         return -1;
     }
+    int was_empty = l->post_head == NULL;
     if (l->post_tail)
         l->post_tail->next = p;
     else
         l->post_head = p;
     l->post_tail = p;
-    /* Under the lock: the loop cannot be closed and freed between the check and this. */
-    event_active(l->post_ev, EV_READ, 0);
+    /* Only the first post of a batch wakes the loop: post_cb takes the whole queue under |mu|,
+     * so a non-empty queue means an activation is already pending. Under load this saves
+     * libevent's lock and notify work for every backend completion but the first. Under the
+     * lock: the loop cannot be closed and freed between the check and this. */
+    if (was_empty)
+        event_active(l->post_ev, EV_READ, 0);
     pthread_mutex_unlock(&l->mu);
     return 0;
 }

@@ -14,7 +14,6 @@
 #include <cmocka.h>
 
 #include <cJSON.h>
-#include <curl/curl.h>
 #include <openssl/sha.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +27,8 @@
 #include "cm_b64.h"
 #include "cm_uuid.h"
 #include "th.h"
+#include "th_http.h"
+#include "th_stack.h"
 
 #define RP_ID "relay.example"
 #define ORIGIN "https://" RP_ID
@@ -62,47 +63,27 @@ static th_proc_t T_verifier, T_gw;
 
 static int stop_clean(th_proc_t *p, const char *what)
 {
-    int st = th_proc_stop(p, SIGTERM, 15000);
-    if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-        fprintf(stderr, "%s did not exit cleanly (status %d); log %s\n", what, st, p->log_path);
-        return -1;
-    }
-    return 0;
+    return th_proc_stop_clean(p, what, 15000);
 }
 
 /* A verifier with the test anchors and |extra| flags (NULL-terminated, may be NULL). */
 static int verifier_start(th_proc_t *p, const char *const *extra)
 {
-    char bin[512], anchors[700];
-    th_bin("attestation-verifier", bin, sizeof(bin));
+    char anchors[700];
     snprintf(anchors, sizeof(anchors), "--trust-anchors-dir=%s", E.anchors);
-    char *argv[TH_MAX_ARGS] = {bin,     "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0",
-                               anchors, "--log-level=warn",     NULL};
-    int n = 5;
-    for (size_t i = 0; extra && extra[i] && n < TH_MAX_ARGS - 1; i++)
-        argv[n++] = (char *)extra[i];
-    argv[n] = NULL;
-    return th_proc_start(p, argv, 20000);
+    const char *flags[] = {"--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0", anchors,
+                           "--log-level=warn", NULL};
+    return th_start(p, "attestation-verifier", flags, extra, 20000);
 }
 
 static int gateway_start(th_proc_t *p, int verifier_port, const char *policy)
 {
-    char bin[512], store[64], target[64], pol[64];
-    th_bin("gateway", bin, sizeof(bin));
+    char store[64], target[64], pol[64];
     snprintf(store, sizeof(store), "--store-target=127.0.0.1:%d", E.store_port);
     snprintf(target, sizeof(target), "--attestation-target=127.0.0.1:%d", verifier_port);
     snprintf(pol, sizeof(pol), "--attestation-policy=%s", policy);
-    char *argv[] = {bin,
-                    "--http-listen=127.0.0.1:0",
-                    "--admin-listen=127.0.0.1:0",
-                    "--threads=1",
-                    "--access-log=0",
-                    "--log-level=warn",
-                    store,
-                    target,
-                    pol,
-                    NULL};
-    return th_proc_start(p, argv, 20000);
+    const char *extra[] = {"--threads=1", "--log-level=warn", store, target, pol, NULL};
+    return th_gateway_start(p, extra, 20000);
 }
 
 /* ---- attestations ------------------------------------------------------------------------ */
@@ -220,71 +201,24 @@ static void none_of(const att_t *a, att_t *out)
 
 /* ---- HTTP -------------------------------------------------------------------------------- */
 
-typedef struct {
-    long status;
-    char *body; /* owned, NUL-terminated */
-    size_t len;
-} resp_t;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *u)
-{
-    resp_t *r = u;
-    size_t k = sz * n;
-    char *nb = realloc(r->body, r->len + k + 1);
-    if (!nb)
-        return 0;
-    memcpy(nb + r->len, p, k);
-    r->body = nb;
-    r->len += k;
-    r->body[r->len] = '\0';
-    return k;
-}
-
 /* One request over HTTP/1.1 (|h2c| 0) or h2c with prior knowledge (1). |headers|:
  * NULL-terminated "Name: value" list or NULL. A body is sent as application/json. */
 static void req(int port, int h2c, const char *method, const char *path, const char *const *headers,
-                const char *body, resp_t *out)
+                const char *body, th_http_resp_t *out)
 {
-    memset(out, 0, sizeof(*out));
-    CURL *c = E.curl;
-    char url[256];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
-                     h2c ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE : (long)CURL_HTTP_VERSION_1_1);
-    if (h2c) {
-        /* libcurl 7.88 breaks reused prior-knowledge h2c connections (see gateway-api tests) */
-        curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
-        curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
-    }
-    if (!strcmp(method, "GET"))
-        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-    struct curl_slist *sl = NULL;
-    for (size_t i = 0; headers && headers[i]; i++)
-        sl = curl_slist_append(sl, headers[i]);
-    if (body) {
-        sl = curl_slist_append(sl, "Content-Type: application/json");
-        sl = curl_slist_append(sl, "Expect:");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, sl);
-    CURLcode rc = curl_easy_perform(c);
-    curl_slist_free_all(sl);
-    if (rc != CURLE_OK)
-        fail_msg("%s %s: curl error %s", method, path, curl_easy_strerror(rc));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    if (!out->body)
-        out->body = calloc(1, 1);
+    th_http_req_t rq = {.proto = h2c ? TH_HTTP_H2C : TH_HTTP_H1,
+                        .port = port,
+                        .method = method,
+                        .path = path,
+                        .headers = headers,
+                        .body = body,
+                        .timeout_ms = 20000};
+    if (th_http_request(E.curl, &rq, out) != 0)
+        fail_msg("%s %s: %s", method, path, out->err);
 }
 
 /* Asserts status |want| and, for errors, the JSON error code |code|; frees the answer. */
-static void expect(resp_t *r, long want, const char *code, const char *what)
+static void expect(th_http_resp_t *r, long want, const char *code, const char *what)
 {
     if (r->status != want)
         fail_msg("%s: status %ld, wanted %ld; body %s", what, r->status, want, r->body);
@@ -295,8 +229,7 @@ static void expect(resp_t *r, long want, const char *code, const char *what)
             fail_msg("%s: body %s, wanted error code %s", what, r->body, code);
         cJSON_Delete(j);
     }
-    free(r->body);
-    memset(r, 0, sizeof(*r));
+    th_http_resp_free(r);
 }
 
 /* A mailbox this test creates: id, claim, and the header line buffers. */
@@ -330,7 +263,8 @@ static void mbx_set_att(mbx_t *m, const char *name, const char *value)
 }
 
 /* POST /v1/m with payload |p| (the bytes the attestation must cover). */
-static void create(int port, int h2c, const mbx_t *m, const uint8_t *p, size_t plen, resp_t *r)
+static void create(int port, int h2c, const mbx_t *m, const uint8_t *p, size_t plen,
+                   th_http_resp_t *r)
 {
     char data[256], body[1024];
     cm_b64_encode(CM_B64_STD, p, plen, data);
@@ -344,7 +278,7 @@ static void create(int port, int h2c, const mbx_t *m, const uint8_t *p, size_t p
 }
 
 /* PUT /v1/m/<id> with payload |p|. */
-static void update(int port, const mbx_t *m, const uint8_t *p, size_t plen, resp_t *r)
+static void update(int port, const mbx_t *m, const uint8_t *p, size_t plen, th_http_resp_t *r)
 {
     char data[256], body[1024], path[64];
     cm_b64_encode(CM_B64_STD, p, plen, data);
@@ -362,10 +296,10 @@ static long preview(int port, const char *id)
 {
     char path[64];
     snprintf(path, sizeof(path), "/v1/m/%s", id);
-    resp_t r;
+    th_http_resp_t r;
     req(port, 0, "GET", path, NULL, NULL, &r);
     long st = r.status;
-    free(r.body);
+    th_http_resp_free(&r);
     return st;
 }
 
@@ -375,7 +309,7 @@ static void expect_payload(int port, const mbx_t *m, const uint8_t *p, size_t pl
     char path[64], want[256];
     snprintf(path, sizeof(path), "/v1/m/%s", m->id);
     const char *h[] = {m->hclaim, NULL};
-    resp_t r;
+    th_http_resp_t r;
     req(port, 0, "POST", path, h, NULL, &r);
     if (r.status != 200)
         fail_msg("read %s: %ld %s", m->id, r.status, r.body);
@@ -385,7 +319,7 @@ static void expect_payload(int port, const mbx_t *m, const uint8_t *p, size_t pl
     assert_true(cJSON_IsString(d));
     assert_string_equal(d->valuestring, want);
     cJSON_Delete(j);
-    free(r.body);
+    th_http_resp_free(&r);
 }
 
 /* ---- fixture ----------------------------------------------------------------------------- */
@@ -412,18 +346,10 @@ static int group_setup(void **state)
     E.h1 = header_of(&E.a1);
     E.h2 = header_of(&E.a2);
 
-    char bin[512], data[700];
-    th_bin("mailbox-store", bin, sizeof(bin));
-    snprintf(data, sizeof(data), "--data-dir=%s/store", E.dir);
-    char *sargv[] = {bin,
-                     "--listen=127.0.0.1:0",
-                     "--admin-listen=127.0.0.1:0",
-                     data,
-                     "--log-level=warn",
-                     "--workers=2",
-                     "--sync=0",
-                     NULL};
-    if (th_proc_start(&E.store, sargv, 20000) != 0)
+    char data[700];
+    snprintf(data, sizeof(data), "%s/store", E.dir);
+    const char *sx[] = {"--log-level=warn", "--workers=2", "--sync=0", NULL};
+    if (th_store_start(&E.store, data, 0, sx, 20000) != 0)
         return -1;
     E.store_port = th_proc_port(&E.store, "grpc_port");
     /* the default service config: no --formats, so `none` is not accepted */
@@ -493,7 +419,7 @@ static void create_valid_apple(void **state)
         mbx_t m;
         mbx_init(&m, NULL);
         mbx_set_att(&m, h2c ? "Mailbox-Device-Attestation" : "deviceAttestation", E.h1);
-        resp_t r;
+        th_http_resp_t r;
         create(E.req_port, h2c, &m, E.p1, sizeof(E.p1), &r);
         expect(&r, 200, NULL, "create with a valid apple attestation");
         assert_int_equal(preview(E.req_port, m.id), 200);
@@ -514,7 +440,7 @@ static void create_payload_byte_changed(void **state)
         p[at[k]] ^= 0x01;
         mbx_t m;
         mbx_init(&m, E.h1);
-        resp_t r;
+        th_http_resp_t r;
         create(E.req_port, 0, &m, p, sizeof(p), &r);
         expect(&r, 401, "invalid_attestation", "one payload byte changed");
         assert_int_equal(preview(E.req_port, m.id), 404);
@@ -527,7 +453,7 @@ static void create_payload_byte_changed(void **state)
     /* a payload one byte shorter is another payload too */
     mbx_t m;
     mbx_init(&m, E.h1);
-    resp_t r;
+    th_http_resp_t r;
     create(E.req_port, 0, &m, E.p1, sizeof(E.p1) - 1, &r);
     expect(&r, 401, "invalid_attestation", "payload truncated");
     assert_int_equal(preview(E.req_port, m.id), 404);
@@ -541,7 +467,7 @@ static void policy_without_header(void **state)
     (void)state;
     mbx_t m;
     mbx_init(&m, NULL);
-    resp_t r;
+    th_http_resp_t r;
     create(E.req_port, 0, &m, E.p1, sizeof(E.p1), &r);
     expect(&r, 401, "attestation_required", "required, no header");
     assert_int_equal(preview(E.req_port, m.id), 404);
@@ -562,7 +488,7 @@ static void update_fresh_and_stale(void **state)
     (void)state;
     mbx_t m;
     mbx_init(&m, E.h1);
-    resp_t r;
+    th_http_resp_t r;
     create(E.req_port, 0, &m, E.p1, sizeof(E.p1), &r);
     expect(&r, 200, NULL, "create for update");
 
@@ -596,7 +522,7 @@ static void none_refused_by_default(void **state)
     att_free(&n);
     mbx_t m;
     mbx_init(&m, hn);
-    resp_t r;
+    th_http_resp_t r;
     create(E.req_port, 0, &m, E.p1, sizeof(E.p1), &r);
     expect(&r, 401, "invalid_attestation", "fmt none, default verifier, required");
     assert_int_equal(preview(E.req_port, m.id), 404);
@@ -605,13 +531,13 @@ static void none_refused_by_default(void **state)
     assert_int_equal(preview(E.vip_port, m.id), 404);
 
     /* the verifier's aggregate metrics say why: the format, not a malformed object */
-    resp_t mr;
+    th_http_resp_t mr;
     req(th_proc_port(&E.verifier, "admin_port"), 0, "GET", "/metrics", NULL, NULL, &mr);
     assert_int_equal(mr.status, 200);
     if (!strstr(mr.body, "tigress_attestation_verifications_total{format=\"none\",result="
                          "\"invalid\",code=\"UNSUPPORTED_FORMAT\"} 2"))
         fail_msg("verifier metrics: %s", mr.body);
-    free(mr.body);
+    th_http_resp_free(&mr);
 
     const char *vx[] = {"--rp-id=" RP_ID, "--formats=apple,none", NULL};
     assert_int_equal(verifier_start(&T_verifier, vx), 0);
@@ -636,7 +562,7 @@ static void verifier_without_rp_id(void **state)
     int port = th_proc_port(&T_gw, "http_port");
     mbx_t m;
     mbx_init(&m, E.h1);
-    resp_t r;
+    th_http_resp_t r;
     create(port, 0, &m, E.p1, sizeof(E.p1), &r);
     expect(&r, 503, "unavailable", "verifier without --rp-id");
     assert_int_equal(preview(port, m.id), 404);

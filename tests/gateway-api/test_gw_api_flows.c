@@ -644,6 +644,22 @@ static void duplicate_and_existing(void **state)
     expect_error(&r1, 401, "unauthorized");
     assert_string_equal(hdr(&r1, "mailbox-correlation-id"), corr2);
     resp_free(&r1);
+
+    /* a retried Create without mailboxIdentifier (one store, no shards) names the same
+     * mailbox: 201 with the same link, not a second mailbox */
+    snprintf(body, sizeof(body),
+             "{\"payload\":{\"type\":\"AES256\",\"data\":\"%s\"},"
+             "\"displayInformation\":{\"title\":\"t\"},"
+             "\"mailboxConfiguration\":{\"timeToLive\":600}}",
+             data);
+    do_req(P_H2C, "POST", "/v1/m", h2, body, &r1);
+    assert_int_equal(r1.status, 200);
+    do_req(P_H1, "POST", "/v1/m", h2, body, &r2);
+    if (r2.status != 201)
+        fail_msg("retry without id: %ld %s", r2.status, r2.body);
+    assert_string_equal(r1.body, r2.body);
+    resp_free(&r1);
+    resp_free(&r2);
 }
 
 static void later_draft_names(void **state)

@@ -418,14 +418,35 @@ static void test_body_limit(void **state)
         assert_non_null(strstr(r.body.data, "payload_too_large"));
         resp_free(&r);
     }
+    /* the core's own 413 echoes the correlation id like every API answer (issue 3 §2), under
+     * the name it came with, in both protocols */
+    for (int i = 0; i < 2; i++) {
+        memset(&r, 0, sizeof(r));
+        CURL *c = mk(url(u, "http", g_http, "/echo"), vers[i], &r);
+        struct curl_slist *hl = curl_slist_append(NULL, i ? "Mailbox-Request-ID: req-413-h2"
+                                                          : "Mailbox-Correlation-ID: corr-413-h1");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)sizeof(body));
+        run(c, &r);
+        curl_easy_cleanup(c);
+        curl_slist_free_all(hl);
+        assert_int_equal(r.status, 413);
+        assert_non_null(strstr(r.head.data, i ? "mailbox-request-id: req-413-h2\r\n"
+                                              : "mailbox-correlation-id: corr-413-h1\r\n"));
+        assert_null(strstr(r.head.data, i ? "mailbox-correlation-id" : "mailbox-request-id"));
+        resp_free(&r);
+    }
     /* a Content-Length far beyond the limit, without the body: refused at the head */
     int fd = tcp_connect(g_http);
-    const char *h = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n";
+    const char *h = "POST /echo HTTP/1.1\r\nHost: x\r\nMailbox-Correlation-ID: c-413\r\n"
+                    "Content-Length: 10000000\r\n\r\n";
     send(fd, h, strlen(h), 0);
     char buf[2048];
     int eof;
     assert_true(read_until(fd, buf, sizeof(buf), "payload_too_large", 3000, &eof) > 0);
     assert_memory_equal(buf, "HTTP/1.1 413", 12);
+    assert_non_null(strstr(buf, "mailbox-correlation-id: c-413\r\n"));
     close(fd);
 }
 

@@ -1,5 +1,6 @@
 /* The harness itself: a proc's temp dir (ready file, log) outlives stop so tests can read the
- * log, th_proc_cleanup removes it, and whatever is left goes when the test process exits. */
+ * log, th_proc_cleanup removes it, and whatever is left goes when the test process exits;
+ * th_proc_stop_clean; th_http against a minimal HTTP/1.1 server. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +15,12 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "th.h"
+#include "th_http.h"
 
 /* A stand-in for a service: writes the ready file named by its last argument, logs a line to
  * stderr and waits for a signal. */
@@ -112,6 +118,99 @@ static void dirs_removed_at_exit(void **state)
     }
 }
 
+/* th_proc_stop_clean: 0 only for an exit 0 after SIGTERM. */
+static void stop_clean_wants_exit_0(void **state)
+{
+    (void)state;
+    th_proc_t p;
+    assert_int_equal(th_proc_start(&p, FAKE, 10000), 0);
+    assert_int_equal(th_proc_stop_clean(&p, "fake", 10000), 0);
+    th_proc_cleanup(&p);
+    char *const exits3[] = {"/bin/sh", "-c",
+                            "echo '{}' > \"${1#--ready-file=}\"; "
+                            "trap 'exit 3' TERM; while :; do sleep 0.05; done",
+                            "fake", NULL};
+    assert_int_equal(th_proc_start(&p, exits3, 10000), 0);
+    assert_int_equal(th_proc_stop_clean(&p, "fake (exit 3)", 10000), -1);
+    th_proc_cleanup(&p);
+}
+
+/* th_http over HTTP/1.1 against a one-shot server in a child: what was sent (JSON body, no
+ * Expect) and what came back (the final response after a 100, its headers, the body). */
+static void http_request_and_answer(void **state)
+{
+    (void)state;
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(ls, 1), 0);
+    assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &al), 0);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int c = accept(ls, NULL, NULL);
+        char req[4096];
+        size_t n = 0;
+        while (n < sizeof(req) - 1 && !strstr(req, "{\"k\":1}")) {
+            ssize_t k = read(c, req + n, sizeof(req) - 1 - n);
+            if (k <= 0)
+                break;
+            n += (size_t)k;
+            req[n] = '\0';
+        }
+        (void)!write(fds[1], req, n);
+        static const char ans[] = "HTTP/1.1 100 Continue\r\nX-Thing: early\r\n\r\n"
+                                  "HTTP/1.1 201 Created\r\nX-Thing:  a b\r\n"
+                                  "Content-Length: 5\r\n\r\nhello";
+        (void)!write(c, ans, sizeof(ans) - 1);
+        close(c);
+        _exit(0);
+    }
+    close(fds[1]);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    const char *h[] = {"deviceClaim: x", NULL};
+    th_http_req_t rq = {.proto = TH_HTTP_H1,
+                        .port = ntohs(a.sin_port),
+                        .method = "PUT",
+                        .path = "/v1/m/1",
+                        .headers = h,
+                        .body = "{\"k\":1}",
+                        .timeout_ms = 10000};
+    th_http_resp_t r;
+    assert_int_equal(th_http_request(c, &rq, &r), 0);
+    assert_int_equal(r.status, 201);
+    assert_int_equal(r.version, CURL_HTTP_VERSION_1_1);
+    assert_string_equal(r.body, "hello");
+    assert_int_equal(r.len, 5);
+    assert_string_equal(th_http_header(&r, "x-thing"), "a b");
+    assert_null(th_http_header(&r, "x-missing"));
+    th_http_resp_free(&r);
+    char got[4096];
+    ssize_t n = read(fds[0], got, sizeof(got) - 1);
+    assert_true(n > 0);
+    got[n] = '\0';
+    assert_non_null(strstr(got, "PUT /v1/m/1 HTTP/1.1\r\n"));
+    assert_non_null(strstr(got, "deviceClaim: x\r\n"));
+    assert_non_null(strstr(got, "Content-Type: application/json\r\n"));
+    assert_non_null(strstr(got, "Content-Length: 7\r\n"));
+    assert_null(strstr(got, "Expect:"));
+    close(fds[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+
+    /* Nothing listens any more: a transport error, said in err, and still a body to free. */
+    close(ls);
+    assert_int_equal(th_http_request(c, &rq, &r), -1);
+    assert_non_null(strstr(r.err, "curl error"));
+    assert_string_equal(r.body, "");
+    th_http_resp_free(&r);
+    curl_easy_cleanup(c);
+}
+
 int main(void)
 {
     unsetenv("TH_KEEP");
@@ -119,6 +218,8 @@ int main(void)
         cmocka_unit_test(log_readable_after_stop_cleanup_removes),
         cmocka_unit_test(cleanup_kills_a_running_proc),
         cmocka_unit_test(dirs_removed_at_exit),
+        cmocka_unit_test(stop_clean_wants_exit_0),
+        cmocka_unit_test(http_request_and_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -257,6 +257,16 @@ int th_proc_stop(th_proc_t *p, int sig, int timeout_ms)
     return -1;
 }
 
+int th_proc_stop_clean(th_proc_t *p, const char *what, int timeout_ms)
+{
+    int st = th_proc_stop(p, SIGTERM, timeout_ms);
+    if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+        fprintf(stderr, "%s did not exit cleanly (status %d); log %s\n", what, st, p->log_path);
+        return -1;
+    }
+    return 0;
+}
+
 void th_proc_kill9(th_proc_t *p)
 {
     if (p->pid > 0) {

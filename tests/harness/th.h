@@ -37,6 +37,11 @@ int th_proc_port(const th_proc_t *p, const char *key);
  * (use WIFEXITED etc.), or -1 on timeout (then the process is SIGKILLed and reaped). */
 int th_proc_stop(th_proc_t *p, int sig, int timeout_ms);
 
+/* SIGTERM, waits up to |timeout_ms|, and returns 0 when the process exited 0 (so a sanitizer
+ * report or a hang fails the test); otherwise -1, after printing |what|, the status and the
+ * log path to stderr (the log is kept). */
+int th_proc_stop_clean(th_proc_t *p, const char *what, int timeout_ms);
+
 /* SIGKILL and reap, no questions. */
 void th_proc_kill9(th_proc_t *p);
 

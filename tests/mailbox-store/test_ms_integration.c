@@ -25,7 +25,9 @@
 
 #include "cm_rpc.h"
 #include "cm_uuid.h"
+#include "ms_treq.h"
 #include "th.h"
+#include "th_stack.h"
 #include "tigress/mailbox/v1/mailbox_store.pb-c.h"
 #include "tigress/push/v1/push_dispatch.pb-c.h"
 
@@ -50,19 +52,10 @@ typedef struct {
 
 static void store_start(fx_t *fx)
 {
-    char bin[512];
-    th_bin("mailbox-store", bin, sizeof(bin));
-    snprintf(fx->data_arg, sizeof(fx->data_arg), "--data-dir=%s", fx->dir);
-    char *argv[] = {bin,
-                    "--listen=127.0.0.1:0",
-                    "--admin-listen=127.0.0.1:0",
-                    fx->data_arg,
-                    "--sweep-interval-ms=100",
-                    "--max-ttl=3600",
-                    fx->push_arg[0] ? fx->push_arg : "--log-level=info",
-                    fx->extra_arg[0] ? fx->extra_arg : "--log-level=info",
-                    NULL};
-    assert_int_equal(th_proc_start(&fx->proc, argv, START_MS), 0);
+    const char *extra[] = {"--sweep-interval-ms=100", "--max-ttl=3600",
+                           fx->push_arg[0] ? fx->push_arg : "--log-level=info",
+                           fx->extra_arg[0] ? fx->extra_arg : "--log-level=info", NULL};
+    assert_int_equal(th_store_start(&fx->proc, fx->dir, 0, extra, START_MS), 0);
     fx->port = th_proc_port(&fx->proc, "grpc_port");
     fx->admin_port = th_proc_port(&fx->proc, "admin_port");
     assert_true(fx->port > 0 && fx->admin_port > 0);
@@ -82,9 +75,7 @@ static void channel_drop(fx_t *fx)
 static void store_stop(fx_t *fx)
 {
     channel_drop(fx);
-    int st = th_proc_stop(&fx->proc, SIGTERM, 20000);
-    assert_true(st >= 0 && WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(th_proc_stop_clean(&fx->proc, "mailbox-store", 20000), 0);
 }
 
 static int setup(void **state)
@@ -132,33 +123,18 @@ static int call(fx_t *fx, const char *method, const ProtobufCMessage *req,
     return st.code;
 }
 
+static const ms_treq_content_t CONTENT = {.data = "secret-bytes",
+                                          .title = "Hotel Pass",
+                                          .description = "Some Hotel Pass",
+                                          .image_url = "https://hotel.example/i.png"};
+
 static int create(fx_t *fx, const char *id, const char *claim, const char *corr, const char *rights,
                   int64_t ttl, const char *tok, int *dup)
 {
-    Tigress__Mailbox__V1__CreateRequest r = TIGRESS__MAILBOX__V1__CREATE_REQUEST__INIT;
-    Tigress__Mailbox__V1__Payload p = TIGRESS__MAILBOX__V1__PAYLOAD__INIT;
-    Tigress__Mailbox__V1__DisplayInformation d = TIGRESS__MAILBOX__V1__DISPLAY_INFORMATION__INIT;
-    Tigress__Mailbox__V1__NotificationToken t = TIGRESS__MAILBOX__V1__NOTIFICATION_TOKEN__INIT;
-    p.type = "AES128";
-    p.data.data = (uint8_t *)"secret-bytes";
-    p.data.len = 12;
-    d.title = "Hotel Pass";
-    d.description = "Some Hotel Pass";
-    d.image_url = "https://hotel.example/i.png";
-    r.mailbox_id = (char *)id;
-    r.device_claim = (char *)claim;
-    r.correlation_id = (char *)corr;
-    r.payload = &p;
-    r.display = &d;
-    r.access_rights = (char *)rights;
-    r.ttl_seconds = ttl;
-    if (tok) {
-        t.type = "com.apple.apns";
-        t.token_data = (char *)tok;
-        r.notification_token = &t;
-    }
+    ms_treq_create_t c;
+    ms_treq_create(&c, &CONTENT, id, claim, corr, rights, ttl, tok ? "com.apple.apns" : NULL, tok);
     Tigress__Mailbox__V1__CreateResponse *resp = NULL;
-    int code = call(fx, "Create", &r.base, &tigress__mailbox__v1__create_response__descriptor,
+    int code = call(fx, "Create", &c.req.base, &tigress__mailbox__v1__create_response__descriptor,
                     (ProtobufCMessage **)&resp);
     if (resp) {
         assert_string_equal(resp->mailbox_id, id);
@@ -212,23 +188,10 @@ static int read_display(fx_t *fx, const char *id)
 static int update(fx_t *fx, const char *id, const char *claim, const char *corr, const char *tok,
                   int *dup)
 {
-    Tigress__Mailbox__V1__UpdateRequest r = TIGRESS__MAILBOX__V1__UPDATE_REQUEST__INIT;
-    Tigress__Mailbox__V1__Payload p = TIGRESS__MAILBOX__V1__PAYLOAD__INIT;
-    Tigress__Mailbox__V1__NotificationToken t = TIGRESS__MAILBOX__V1__NOTIFICATION_TOKEN__INIT;
-    p.type = "AES128";
-    p.data.data = (uint8_t *)"updated";
-    p.data.len = 7;
-    r.mailbox_id = (char *)id;
-    r.device_claim = (char *)claim;
-    r.correlation_id = (char *)corr;
-    r.payload = &p;
-    if (tok) {
-        t.type = "com.google.fcm";
-        t.token_data = (char *)tok;
-        r.notification_token = &t;
-    }
+    ms_treq_update_t u;
+    ms_treq_update(&u, id, claim, corr, "updated", tok ? "com.google.fcm" : NULL, tok);
     Tigress__Mailbox__V1__UpdateResponse *resp = NULL;
-    int code = call(fx, "Update", &r.base, &tigress__mailbox__v1__update_response__descriptor,
+    int code = call(fx, "Update", &u.req.base, &tigress__mailbox__v1__update_response__descriptor,
                     (ProtobufCMessage **)&resp);
     if (resp) {
         if (dup)
@@ -384,19 +347,14 @@ static void rules_over_rpc(void **state)
 typedef struct {
     fx_t *fx;
     const char *id;
-    int idx;
-    pthread_barrier_t *bar;
-    int code;
-} racer_t;
+} race_ctx_t;
 
-static void *racer(void *arg)
+static int race_read(void *ctx, int who)
 {
-    racer_t *r = arg;
+    race_ctx_t *c = ctx;
     char claim[64];
-    snprintf(claim, sizeof(claim), "%08d-0000-4000-8000-000000000000", r->idx);
-    pthread_barrier_wait(r->bar);
-    r->code = rs(r->fx, r->id, claim);
-    return NULL;
+    snprintf(claim, sizeof(claim), "%08d-0000-4000-8000-000000000000", who);
+    return rs(c->fx, c->id, claim);
 }
 
 static void binding_race(void **state)
@@ -407,26 +365,8 @@ static void binding_race(void **state)
         char id[37];
         new_id(id);
         assert_int_equal(create(fx, id, CLAIM_A, "", "", 600, NULL, NULL), 0);
-        pthread_t t[N];
-        racer_t r[N];
-        pthread_barrier_t bar;
-        pthread_barrier_init(&bar, NULL, N);
-        for (int i = 0; i < N; i++) {
-            r[i] = (racer_t){fx, id, round * 100 + i, &bar, -1};
-            assert_int_equal(pthread_create(&t[i], NULL, racer, &r[i]), 0);
-        }
-        int winners = 0, winner = -1;
-        for (int i = 0; i < N; i++) {
-            pthread_join(t[i], NULL);
-            if (r[i].code == 0) {
-                winners++;
-                winner = r[i].idx;
-            } else {
-                assert_int_equal(r[i].code, GRPC_STATUS_PERMISSION_DENIED);
-            }
-        }
-        pthread_barrier_destroy(&bar);
-        assert_int_equal(winners, 1);
+        race_ctx_t c = {fx, id};
+        int winner = ms_treq_binding_race(N, round * 100, race_read, &c);
         char claim[64];
         snprintf(claim, sizeof(claim), "%08d-0000-4000-8000-000000000000", winner);
         assert_int_equal(rs(fx, id, claim), 0);
@@ -612,9 +552,7 @@ static void sigterm_drains(void **state)
     /* SIGTERM while calls are in flight: exit 0, and every acknowledged create survives */
     kill(fx->proc.pid, SIGTERM);
     long long t0 = th_now_ms();
-    int st = th_proc_stop(&fx->proc, SIGTERM, 20000);
-    assert_true(st >= 0 && WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(th_proc_stop_clean(&fx->proc, "mailbox-store", 20000), 0);
     assert_true(th_now_ms() - t0 < 15000);
     for (;;) {
         pthread_mutex_lock(&a.mu);

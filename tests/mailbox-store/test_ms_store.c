@@ -17,6 +17,7 @@
 #include "ms_keys.h"
 #include "ms_record.h"
 #include "ms_store.h"
+#include "ms_treq.h"
 #include "tigress/push/v1/push_dispatch.pb-c.h"
 
 typedef Tigress__Mailbox__V1__CreateRequest CreateReq;
@@ -87,35 +88,18 @@ static int teardown(void **state)
 
 /* ---- request helpers ---- */
 
-static Tigress__Mailbox__V1__Payload g_payload = TIGRESS__MAILBOX__V1__PAYLOAD__INIT;
-static Tigress__Mailbox__V1__DisplayInformation g_display =
-    TIGRESS__MAILBOX__V1__DISPLAY_INFORMATION__INIT;
+static const ms_treq_content_t CONTENT = {.data = "ciphertext-1",
+                                          .title = "Car Key",
+                                          .description = "a key",
+                                          .image_url = "https://example.com/i.png"};
 
 static int create(fx_t *fx, const char *id, const char *claim, const char *corr, const char *rights,
                   int64_t ttl, const char *tok_type, const char *tok_data, CreateResp **out)
 {
-    CreateReq r = TIGRESS__MAILBOX__V1__CREATE_REQUEST__INIT;
-    Tigress__Mailbox__V1__NotificationToken t = TIGRESS__MAILBOX__V1__NOTIFICATION_TOKEN__INIT;
-    g_payload.type = "AES128";
-    g_payload.data.data = (uint8_t *)"ciphertext-1";
-    g_payload.data.len = 12;
-    g_display.title = "Car Key";
-    g_display.description = "a key";
-    g_display.image_url = "https://example.com/i.png";
-    r.mailbox_id = (char *)id;
-    r.device_claim = (char *)claim;
-    r.correlation_id = (char *)corr;
-    r.payload = &g_payload;
-    r.display = &g_display;
-    r.access_rights = (char *)rights;
-    r.ttl_seconds = ttl;
-    if (tok_type) {
-        t.type = (char *)tok_type;
-        t.token_data = (char *)tok_data;
-        r.notification_token = &t;
-    }
+    ms_treq_create_t c;
+    ms_treq_create(&c, &CONTENT, id, claim, corr, rights, ttl, tok_type, tok_data);
     ms_result_t res;
-    ms_store_create(fx->st, &r, &res);
+    ms_store_create(fx->st, &c.req, &res);
     if (out && res.code == GRPC_STATUS_OK)
         *out = tigress__mailbox__v1__create_response__unpack(NULL, res.resp_len, res.resp);
     ms_result_free(&res);
@@ -150,23 +134,10 @@ static int rs(fx_t *fx, const char *id, const char *claim)
 static int update(fx_t *fx, const char *id, const char *claim, const char *corr, const char *data,
                   const char *tok_type, const char *tok_data, int *dup)
 {
-    UpdReq r = TIGRESS__MAILBOX__V1__UPDATE_REQUEST__INIT;
-    Tigress__Mailbox__V1__Payload p = TIGRESS__MAILBOX__V1__PAYLOAD__INIT;
-    Tigress__Mailbox__V1__NotificationToken t = TIGRESS__MAILBOX__V1__NOTIFICATION_TOKEN__INIT;
-    p.type = "AES128";
-    p.data.data = (uint8_t *)data;
-    p.data.len = strlen(data);
-    r.mailbox_id = (char *)id;
-    r.device_claim = (char *)claim;
-    r.correlation_id = (char *)corr;
-    r.payload = &p;
-    if (tok_type) {
-        t.type = (char *)tok_type;
-        t.token_data = (char *)tok_data;
-        r.notification_token = &t;
-    }
+    ms_treq_update_t u;
+    ms_treq_update(&u, id, claim, corr, data, tok_type, tok_data);
     ms_result_t res;
-    ms_store_update(fx->st, &r, &res);
+    ms_store_update(fx->st, &u.req, &res);
     if (dup && res.code == GRPC_STATUS_OK) {
         Tigress__Mailbox__V1__UpdateResponse *u =
             tigress__mailbox__v1__update_response__unpack(NULL, res.resp_len, res.resp);
@@ -619,21 +590,11 @@ static void sweep_in_batches(void **state)
     assert_int_equal(read_display(fx, id), 0);
 }
 
-typedef struct {
-    fx_t *fx;
-    int idx;
-    pthread_barrier_t *bar;
-    int code;
-} racer_t;
-
-static void *racer(void *arg)
+static int race_read(void *ctx, int who)
 {
-    racer_t *r = arg;
     char claim[64];
-    snprintf(claim, sizeof(claim), "racer-%d-0000-4000-8000-000000000000", r->idx);
-    pthread_barrier_wait(r->bar);
-    r->code = rs(r->fx, ID1, claim);
-    return NULL;
+    snprintf(claim, sizeof(claim), "racer-%d-0000-4000-8000-000000000000", who);
+    return rs(ctx, ID1, claim);
 }
 
 static void binding_race(void **state)
@@ -644,29 +605,9 @@ static void binding_race(void **state)
         if (round > 0)
             assert_int_equal(del(fx, ID1, CLAIM_A, ""), 0);
         assert_int_equal(mk(fx, ID1, ""), 0);
-        pthread_t t[N];
-        racer_t r[N];
-        pthread_barrier_t bar;
-        pthread_barrier_init(&bar, NULL, N);
-        for (int i = 0; i < N; i++) {
-            r[i] = (racer_t){fx, i, &bar, -1};
-            pthread_create(&t[i], NULL, racer, &r[i]);
-        }
-        int winners = 0, winner = -1;
-        for (int i = 0; i < N; i++) {
-            pthread_join(t[i], NULL);
-            if (r[i].code == 0) {
-                winners++;
-                winner = i;
-            } else {
-                assert_int_equal(r[i].code, GRPC_STATUS_PERMISSION_DENIED);
-            }
-        }
-        pthread_barrier_destroy(&bar);
-        assert_int_equal(winners, 1);
-        racer_t again = {fx, winner, NULL, -1};
+        int winner = ms_treq_binding_race(N, 0, race_read, fx);
         char claim[64];
-        snprintf(claim, sizeof(claim), "racer-%d-0000-4000-8000-000000000000", again.idx);
+        snprintf(claim, sizeof(claim), "racer-%d-0000-4000-8000-000000000000", winner);
         assert_int_equal(rs(fx, ID1, claim), 0);
     }
 }

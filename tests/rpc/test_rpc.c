@@ -433,13 +433,24 @@ static void async_wait(async_state_t *as, int n, int timeout_ms)
     pthread_mutex_unlock(&as->mu);
 }
 
+static void async_state_init(async_state_t *as)
+{
+    memset(as, 0, sizeof(*as));
+    pthread_mutex_init(&as->mu, NULL);
+    pthread_cond_init(&as->cv, NULL);
+}
+
+static void async_state_fini(async_state_t *as)
+{
+    pthread_mutex_destroy(&as->mu);
+    pthread_cond_destroy(&as->cv);
+}
+
 static void test_async_64(void **state)
 {
     fx_t *f = *state;
     static async_state_t as;
-    memset(&as, 0, sizeof(as));
-    pthread_mutex_init(&as.mu, NULL);
-    pthread_cond_init(&as.cv, NULL);
+    async_state_init(&as);
     async_ctx_t ctx[NASYNC];
     cm_rpc_async_t *a = NULL;
     assert_int_equal(cm_rpc_async_new(&a), 0);
@@ -473,17 +484,14 @@ static void test_async_64(void **state)
         cm_rpc_call_async(a, f->ch, ECHO, &rq.base, &RESP_DESC, &bad, async_done, &ctx[0]), -1);
     cm_rpc_async_del(a);
     assert_int_equal(as.done, NASYNC);
-    pthread_mutex_destroy(&as.mu);
-    pthread_cond_destroy(&as.cv);
+    async_state_fini(&as);
 }
 
 static void test_async_del_cancels(void **state)
 {
     fx_t *f = *state;
     static async_state_t as;
-    memset(&as, 0, sizeof(as));
-    pthread_mutex_init(&as.mu, NULL);
-    pthread_cond_init(&as.cv, NULL);
+    async_state_init(&as);
     async_ctx_t ctx[4];
     cm_rpc_async_t *a = NULL;
     assert_int_equal(cm_rpc_async_new(&a), 0);
@@ -504,8 +512,7 @@ static void test_async_del_cancels(void **state)
         assert_int_equal(as.calls[i], 1);
         assert_int_equal(as.codes[i], GRPC_STATUS_CANCELLED);
     }
-    pthread_mutex_destroy(&as.mu);
-    pthread_cond_destroy(&as.cv);
+    async_state_fini(&as);
     /* The server's two workers stay busy with the sleepers for up to 2 x 400 ms; later tests
      * use long deadlines, so they only queue behind them. */
 }
@@ -560,33 +567,56 @@ static void test_blocking_threads(void **state)
 
 /* ---- stop, drain, restart -------------------------------------------------------------------- */
 
+/* A one-worker server (drain timeout |drain_ms|) whose worker runs the handler of one async
+ * "sleep:<ms>" call; the async call's result lands in |as| slot 0. */
+typedef struct {
+    cm_rpc_server_t *s;
+    cm_rpc_channel_t *ch;
+    cm_rpc_async_t *a;
+    async_ctx_t ctx;
+} sleeper_t;
+
+/* Starts it all; returns whether the handler began sleeping within ~2.5 s. */
+static int sleeper_start(sleeper_t *z, async_state_t *as, int drain_ms, const char *cmd)
+{
+    int port = 0;
+    z->s = server_start("127.0.0.1:0", 1, drain_ms, &port);
+    assert_non_null(z->s);
+    z->ch = channel_to(port);
+    async_state_init(as);
+    z->ctx = (async_ctx_t){.as = as, .i = 0};
+    z->a = NULL;
+    assert_int_equal(cm_rpc_async_new(&z->a), 0);
+    echo_req_t rq = TIGRESS__MAILBOX__V1__READ_DISPLAY_REQUEST__INIT;
+    rq.mailbox_id = (char *)cmd;
+    cm_rpc_call_opts_t o = {.timeout_ms = 10000};
+    int before = atomic_load(&g_sleepers);
+    assert_int_equal(
+        cm_rpc_call_async(z->a, z->ch, ECHO, &rq.base, &RESP_DESC, &o, async_done, &z->ctx), 0);
+    for (int i = 0; i < 500 && atomic_load(&g_sleepers) == before; i++)
+        usleep(5000);
+    return atomic_load(&g_sleepers) != before;
+}
+
+static void sleeper_end(sleeper_t *z, async_state_t *as)
+{
+    cm_rpc_async_del(z->a);
+    cm_rpc_channel_del(z->ch);
+    cm_rpc_server_del(z->s);
+    async_state_fini(as);
+}
+
 static void test_stop_drains(void **state)
 {
     (void)state;
-    int port = 0;
-    cm_rpc_server_t *s = server_start("127.0.0.1:0", 1, 3000, &port);
-    assert_non_null(s);
-    cm_rpc_channel_t *ch = channel_to(port);
     static async_state_t as;
-    memset(&as, 0, sizeof(as));
-    pthread_mutex_init(&as.mu, NULL);
-    pthread_cond_init(&as.cv, NULL);
-    async_ctx_t ctx = {.as = &as, .i = 0};
-    cm_rpc_async_t *a = NULL;
-    assert_int_equal(cm_rpc_async_new(&a), 0);
-    echo_req_t rq = TIGRESS__MAILBOX__V1__READ_DISPLAY_REQUEST__INIT;
-    rq.mailbox_id = "sleep:600";
-    cm_rpc_call_opts_t o = {.timeout_ms = 10000};
-    int before = atomic_load(&g_sleepers);
-    assert_int_equal(cm_rpc_call_async(a, ch, ECHO, &rq.base, &RESP_DESC, &o, async_done, &ctx), 0);
-    for (int i = 0; i < 500 && atomic_load(&g_sleepers) == before; i++)
-        usleep(5000);
-    assert_int_not_equal(atomic_load(&g_sleepers), before);
+    sleeper_t z;
+    assert_true(sleeper_start(&z, &as, 3000, "sleep:600"));
 
     long long t0 = th_now_ms();
-    cm_rpc_server_stop(s);
+    cm_rpc_server_stop(z.s);
     long long dt = th_now_ms() - t0;
-    cm_rpc_server_stop(s); /* idempotent */
+    cm_rpc_server_stop(z.s); /* idempotent */
     assert_true(dt < 3000);
     async_wait(&as, 1, 5000);
     assert_int_equal(as.calls[0], 1);
@@ -596,40 +626,21 @@ static void test_stop_drains(void **state)
     /* After stop: nothing listens, calls fail fast. */
     cm_rpc_status_t st;
     t0 = th_now_ms();
-    grpc_status_code c = call_echo(ch, "x", 5000, NULL, &st, NULL);
+    grpc_status_code c = call_echo(z.ch, "x", 5000, NULL, &st, NULL);
     assert_true(c == GRPC_STATUS_UNAVAILABLE);
     assert_true(th_now_ms() - t0 < 2000);
 
-    cm_rpc_async_del(a);
-    cm_rpc_channel_del(ch);
-    cm_rpc_server_del(s);
-    pthread_mutex_destroy(&as.mu);
-    pthread_cond_destroy(&as.cv);
+    sleeper_end(&z, &as);
 }
 
 static void test_stop_cancels_after_timeout(void **state)
 {
     (void)state;
-    int port = 0;
-    cm_rpc_server_t *s = server_start("127.0.0.1:0", 1, 200, &port);
-    assert_non_null(s);
-    cm_rpc_channel_t *ch = channel_to(port);
     static async_state_t as;
-    memset(&as, 0, sizeof(as));
-    pthread_mutex_init(&as.mu, NULL);
-    pthread_cond_init(&as.cv, NULL);
-    async_ctx_t ctx = {.as = &as, .i = 0};
-    cm_rpc_async_t *a = NULL;
-    assert_int_equal(cm_rpc_async_new(&a), 0);
-    echo_req_t rq = TIGRESS__MAILBOX__V1__READ_DISPLAY_REQUEST__INIT;
-    rq.mailbox_id = "sleep:800";
-    cm_rpc_call_opts_t o = {.timeout_ms = 10000};
-    int before = atomic_load(&g_sleepers);
-    assert_int_equal(cm_rpc_call_async(a, ch, ECHO, &rq.base, &RESP_DESC, &o, async_done, &ctx), 0);
-    for (int i = 0; i < 500 && atomic_load(&g_sleepers) == before; i++)
-        usleep(5000);
+    sleeper_t z;
+    sleeper_start(&z, &as, 200, "sleep:800");
     long long t0 = th_now_ms();
-    cm_rpc_server_stop(s);
+    cm_rpc_server_stop(z.s);
     long long dt = th_now_ms() - t0;
     /* Bound: drain timeout, then the running handler's remaining time. */
     assert_true(dt < 2500);
@@ -637,11 +648,7 @@ static void test_stop_cancels_after_timeout(void **state)
     assert_int_equal(as.calls[0], 1);
     /* Cancelled by the server: the client does not get a success. */
     assert_int_not_equal(as.codes[0], GRPC_STATUS_OK);
-    cm_rpc_async_del(a);
-    cm_rpc_channel_del(ch);
-    cm_rpc_server_del(s);
-    pthread_mutex_destroy(&as.mu);
-    pthread_cond_destroy(&as.cv);
+    sleeper_end(&z, &as);
 }
 
 typedef struct {
@@ -735,9 +742,7 @@ static void test_closed_port(void **state)
     }
     /* Async: the callback reports UNAVAILABLE just as fast. */
     static async_state_t as;
-    memset(&as, 0, sizeof(as));
-    pthread_mutex_init(&as.mu, NULL);
-    pthread_cond_init(&as.cv, NULL);
+    async_state_init(&as);
     async_ctx_t ctx = {.as = &as, .i = 0};
     cm_rpc_async_t *a = NULL;
     assert_int_equal(cm_rpc_async_new(&a), 0);
@@ -751,8 +756,7 @@ static void test_closed_port(void **state)
     assert_int_equal(cm_rpc_health_check(ch, "", 1000), -1);
     cm_rpc_async_del(a);
     cm_rpc_channel_del(ch);
-    pthread_mutex_destroy(&as.mu);
-    pthread_cond_destroy(&as.cv);
+    async_state_fini(&as);
 }
 
 static void test_channel_recovers(void **state)

@@ -27,13 +27,14 @@
 
 #include <cJSON.h>
 #include <cmocka.h>
-#include <curl/curl.h>
 
 #include "cm_b64.h"
 #include "cm_rpc.h"
 #include "cm_shard.h"
 #include "cm_uuid.h"
 #include "th.h"
+#include "th_http.h"
+#include "th_stack.h"
 #include "tigress/mailbox/v1/mailbox_store.pb-c.h"
 
 #define NSHARDS 3
@@ -60,28 +61,13 @@ static struct {
 
 /* ---- processes --------------------------------------------------------------------------- */
 
-/* Removes the harness's temp dir of |p| (its ready file and log). */
-static void proc_rmdir(th_proc_t *p)
-{
-    char dir[512];
-    snprintf(dir, sizeof(dir), "%s", p->ready_path);
-    char *slash = strrchr(dir, '/');
-    if (slash && strstr(dir, "th-proc")) {
-        *slash = '\0';
-        th_rmtree(dir);
-    }
-}
-
-/* SIGTERM and wait; 0 when it exited 0 (so a sanitizer report fails the test). Keeps the log
- * of a process that did not. */
+/* SIGTERM and wait; 0 when it exited 0. The harness dir (ready file, log) goes right away,
+ * except for a process that did not exit cleanly. */
 static int proc_stop_clean(th_proc_t *p, const char *what)
 {
-    int st = th_proc_stop(p, SIGTERM, 20000);
-    if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-        fprintf(stderr, "%s did not exit cleanly (status %d); log %s\n", what, st, p->log_path);
+    if (th_proc_stop_clean(p, what, 20000) != 0)
         return -1;
-    }
-    proc_rmdir(p);
+    th_proc_cleanup(p);
     return 0;
 }
 
@@ -90,29 +76,18 @@ static int proc_stop_clean(th_proc_t *p, const char *what)
 static int shard_start(int i)
 {
     shard_t *s = &F.sh[i];
-    char bin[512], listen[64], data[700];
-    th_bin("mailbox-store", bin, sizeof(bin));
-    snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", s->port);
-    snprintf(data, sizeof(data), "--data-dir=%s", s->data_dir);
-    char *argv[] = {bin,
-                    listen,
-                    data,
-                    "--admin-listen=127.0.0.1:0",
-                    "--log-level=warn",
-                    "--workers=2",
-                    "--sync=0",
-                    "--drain-timeout-ms=2000",
-                    NULL};
+    const char *extra[] = {"--log-level=warn", "--workers=2", "--sync=0", "--drain-timeout-ms=2000",
+                           NULL};
     for (int attempt = 0; attempt < 5; attempt++) {
-        if (th_proc_start(&s->proc, argv, 30000) == 0) {
+        if (th_store_start(&s->proc, s->data_dir, s->port, extra, 30000) == 0) {
             int port = th_proc_port(&s->proc, "grpc_port");
-            if (port <= 0 || (s->port && port != s->port))
+            if (s->port && port != s->port)
                 return -1;
             s->port = port;
             return 0;
         }
         if (attempt < 4) /* the last failed start keeps its log */
-            proc_rmdir(&s->proc);
+            th_proc_cleanup(&s->proc);
         usleep(300 * 1000);
     }
     return -1;
@@ -122,26 +97,21 @@ static int shard_start(int i)
  * default); its HTTP port goes to *port. */
 static int gateway_start(th_proc_t *p, const char *list, const char *lb, int *port)
 {
-    char bin[512], shards[300], lbarg[64];
-    th_bin("gateway", bin, sizeof(bin));
+    char shards[300], lbarg[64];
     snprintf(shards, sizeof(shards), "--store-shards=%s", list);
     snprintf(lbarg, sizeof(lbarg), "--lb-policy=%s", lb);
-    char *argv[] = {bin,
-                    shards,
-                    lbarg,
-                    "--http-listen=127.0.0.1:0",
-                    "--https-listen=127.0.0.1:0",
-                    "--admin-listen=127.0.0.1:0",
-                    "--threads=2",
-                    "--access-log=0",
-                    "--log-level=warn",
-                    "--backend-timeout-ms=8000", /* a loaded machine must not turn into 504s */
-                    "--public-base-url=https://relay.example",
-                    NULL};
-    if (th_proc_start(p, argv, 30000) != 0)
+    const char *extra[] = {shards,
+                           lbarg,
+                           "--https-listen=127.0.0.1:0",
+                           "--threads=2",
+                           "--log-level=warn",
+                           "--backend-timeout-ms=8000", /* a loaded machine must not 504 */
+                           "--public-base-url=https://relay.example",
+                           NULL};
+    if (th_gateway_start(p, extra, 30000) != 0)
         return -1;
     *port = th_proc_port(p, "http_port");
-    return *port > 0 ? 0 : -1;
+    return 0;
 }
 
 static int group_setup(void **state)
@@ -194,118 +164,26 @@ static int group_teardown(void **state)
 
 /* ---- HTTP client ------------------------------------------------------------------------- */
 
-typedef struct {
-    long status;
-    char *body; /* owned, NUL-terminated */
-    size_t len;
-    char headers[8192];
-    size_t hlen;
-} resp_t;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *u)
-{
-    resp_t *r = u;
-    size_t k = sz * n;
-    char *nb = realloc(r->body, r->len + k + 1);
-    if (!nb)
-        return 0;
-    memcpy(nb + r->len, p, k);
-    r->body = nb;
-    r->len += k;
-    r->body[r->len] = '\0';
-    return k;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *u)
-{
-    resp_t *r = u;
-    size_t k = sz * n;
-    if (k >= 5 && strncmp(p, "HTTP/", 5) == 0)
-        r->hlen = 0;
-    if (r->hlen + k < sizeof(r->headers)) {
-        memcpy(r->headers + r->hlen, p, k);
-        r->hlen += k;
-        r->headers[r->hlen] = '\0';
-    }
-    return k;
-}
-
-static void resp_free(resp_t *r)
-{
-    free(r->body);
-    memset(r, 0, sizeof(*r));
-}
-
-/* Value of response header |name| (case-insensitive) in a static buffer, or NULL. */
-static const char *hdr(const resp_t *r, const char *name)
-{
-    static char val[1024];
-    size_t nl = strlen(name);
-    const char *line = r->headers;
-    while (line && *line) {
-        const char *eol = strstr(line, "\r\n");
-        size_t ll = eol ? (size_t)(eol - line) : strlen(line);
-        if (ll > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
-            const char *v = line + nl + 1;
-            while (*v == ' ')
-                v++;
-            size_t vl = ll - (size_t)(v - line);
-            if (vl >= sizeof(val))
-                vl = sizeof(val) - 1;
-            memcpy(val, v, vl);
-            val[vl] = '\0';
-            return val;
-        }
-        line = eol ? eol + 2 : NULL;
-    }
-    return NULL;
-}
-
-/* One request through the gateway; |headers| NULL-terminated "Name: value" (may be NULL). */
+/* One request through the gateway over HTTP/1.1; |headers| NULL-terminated "Name: value" (may
+ * be NULL). A POST without body sends an empty one. */
 static long do_req(const char *method, const char *path, const char *const *headers,
-                   const char *body, resp_t *out)
+                   const char *body, th_http_resp_t *out)
 {
-    memset(out, 0, sizeof(*out));
-    char url[256];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", F.http_port, path);
-    CURL *c = F.curl;
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (!strcmp(method, "GET"))
-        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-    struct curl_slist *sl = NULL;
-    for (size_t i = 0; headers && headers[i]; i++)
-        sl = curl_slist_append(sl, headers[i]);
-    if (body) {
-        sl = curl_slist_append(sl, "Content-Type: application/json");
-        sl = curl_slist_append(sl, "Expect:");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-    } else if (!strcmp(method, "POST")) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, sl);
-    CURLcode rc = curl_easy_perform(c);
-    curl_slist_free_all(sl);
-    if (rc != CURLE_OK)
-        fail_msg("%s %s: curl error %s", method, path, curl_easy_strerror(rc));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    if (!out->body)
-        out->body = calloc(1, 1);
+    th_http_req_t rq = {.proto = TH_HTTP_H1,
+                        .port = F.http_port,
+                        .method = method,
+                        .path = path,
+                        .headers = headers,
+                        .body = body,
+                        .timeout_ms = 20000,
+                        .empty_post = 1};
+    if (th_http_request(F.curl, &rq, out) != 0)
+        fail_msg("%s %s: %s", method, path, out->err);
     return out->status;
 }
 
 /* Asserts the JSON error answer of 001: status and error.code. */
-static void expect_error(const resp_t *r, long status, const char *code)
+static void expect_error(const th_http_resp_t *r, long status, const char *code)
 {
     if (r->status != status)
         fail_msg("status %ld, wanted %ld; body %s", r->status, status, r->body);
@@ -365,14 +243,14 @@ static void create_body(const mbx_t *m, int fill, char *out, size_t cap)
 
 /* POST /v1/m with |m|'s sender claim and correlation id; returns the status. On 200/201 the
  * id is taken from urlLink (checked against the client's id when it gave one). */
-static long create_raw(mbx_t *m, int fill, resp_t *r)
+static long create_raw(mbx_t *m, int fill, th_http_resp_t *r)
 {
     char body[1024];
     create_body(m, fill, body, sizeof(body));
     const char *h[] = {H(0, "deviceClaim: %s", m->sender),
                        H(1, "Mailbox-Correlation-ID: %s", m->corr), NULL};
     do_req("POST", "/v1/m", h, body, r);
-    const char *echo = hdr(r, "mailbox-correlation-id");
+    const char *echo = th_http_header(r, "mailbox-correlation-id");
     if (!echo || strcmp(echo, m->corr) != 0)
         fail_msg("create: correlation id not echoed (%s)", echo ? echo : "none");
     if (r->status == 200 || r->status == 201) {
@@ -406,10 +284,10 @@ static void create_ok(mbx_t *m, int with_id, int fill)
     uuid(m->corr);
     if (with_id)
         uuid(m->id);
-    resp_t r;
+    th_http_resp_t r;
     if (create_raw(m, fill, &r) != 200)
         fail_msg("create (%s id): %ld %s", with_id ? "client" : "generated", r.status, r.body);
-    resp_free(&r);
+    th_http_resp_free(&r);
 }
 
 /* GET /v1/m/{id}: the preview. On 200 it must show this mailbox's title. */
@@ -417,7 +295,7 @@ static long preview(const mbx_t *m)
 {
     char path[64];
     snprintf(path, sizeof(path), "/v1/m/%s", m->id);
-    resp_t r;
+    th_http_resp_t r;
     long st = do_req("GET", path, NULL, NULL, &r);
     if (st == 200) {
         char want[96];
@@ -429,7 +307,7 @@ static long preview(const mbx_t *m)
     } else if (st == 503) {
         expect_error(&r, 503, "unavailable");
     }
-    resp_free(&r);
+    th_http_resp_free(&r);
     return st;
 }
 
@@ -441,9 +319,9 @@ static long read_secure(const mbx_t *m, const char *claim)
     snprintf(path, sizeof(path), "/v1/m/%s", m->id);
     const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
                        NULL};
-    resp_t r;
+    th_http_resp_t r;
     long st = do_req("POST", path, h, NULL, &r);
-    const char *echo = hdr(&r, "mailbox-correlation-id");
+    const char *echo = th_http_header(&r, "mailbox-correlation-id");
     assert_non_null(echo);
     assert_string_equal(echo, corr);
     if (st == 200) {
@@ -465,7 +343,7 @@ static long read_secure(const mbx_t *m, const char *claim)
     } else if (st == 503) {
         expect_error(&r, 503, "unavailable");
     }
-    resp_free(&r);
+    th_http_resp_free(&r);
     return st;
 }
 
@@ -484,9 +362,9 @@ static long update(mbx_t *m, const char *claim, int fill)
              data);
     const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
                        NULL};
-    resp_t r;
+    th_http_resp_t r;
     long st = do_req("PUT", path, h, body, &r);
-    resp_free(&r);
+    th_http_resp_free(&r);
     if (st == 200)
         m->fill = fill;
     return st;
@@ -497,17 +375,17 @@ static long del(const mbx_t *m, const char *claim)
     char path[64];
     snprintf(path, sizeof(path), "/v1/m/%s", m->id);
     const char *h[] = {H(0, "deviceClaim: %s", claim), NULL};
-    resp_t r;
+    th_http_resp_t r;
     long st = do_req("DELETE", path, h, NULL, &r);
-    resp_free(&r);
+    th_http_resp_free(&r);
     return st;
 }
 
 static long readyz(void)
 {
-    resp_t r;
+    th_http_resp_t r;
     long st = do_req("GET", "/readyz", NULL, NULL, &r);
-    resp_free(&r);
+    th_http_resp_free(&r);
     return st;
 }
 
@@ -658,13 +536,13 @@ static void duplicate_create_with_id(void **state)
         uuid(m.sender);
         uuid(m.corr);
         id_on_shard(&m, k);
-        resp_t r1, r2;
+        th_http_resp_t r1, r2;
         assert_int_equal(create_raw(&m, 0x30 + (int)k, &r1), 200);
         if (create_raw(&m, 0x30 + (int)k, &r2) != 201)
             fail_msg("retried create on shard %zu: %ld %s", k, r2.status, r2.body);
         assert_string_equal(r1.body, r2.body);
-        resp_free(&r1);
-        resp_free(&r2);
+        th_http_resp_free(&r1);
+        th_http_resp_free(&r2);
         check_placement(&m, 1);
 
         mbx_t other = m;
@@ -672,7 +550,7 @@ static void duplicate_create_with_id(void **state)
         uuid(other.corr);
         create_raw(&other, 0x40, &r1);
         expect_error(&r1, 401, "unauthorized");
-        resp_free(&r1);
+        th_http_resp_free(&r1);
         check_placement(&m, 1); /* unchanged: still "Key 0x30+k" */
         assert_int_equal(del(&m, m.sender), 200);
         check_placement(&m, 0);
@@ -692,7 +570,7 @@ static void duplicate_create_generated_id(void **state)
         uuid(a.sender);
         uuid(a.corr);
         b = a;
-        resp_t r1, r2;
+        th_http_resp_t r1, r2;
         assert_int_equal(create_raw(&a, 0x50 + attempt, &r1), 200);
         long st = create_raw(&b, 0x50 + attempt, &r2);
         int made = st == 200 || st == 201;
@@ -706,8 +584,8 @@ static void duplicate_create_generated_id(void **state)
                      st, a.id, a.owner, made ? b.id : "-", made ? b.owner : (size_t)0);
         }
         assert_string_equal(r1.body, r2.body);
-        resp_free(&r1);
-        resp_free(&r2);
+        th_http_resp_free(&r1);
+        th_http_resp_free(&r2);
         check_placement(&a, 1);
         seen[a.owner]++;
 
@@ -715,7 +593,7 @@ static void duplicate_create_generated_id(void **state)
         mbx_t c = a;
         uuid(c.corr);
         assert_int_equal(create_raw(&c, 0x70 + attempt, &r1), 200);
-        resp_free(&r1);
+        th_http_resp_free(&r1);
         assert_string_not_equal(c.id, a.id);
         check_placement(&c, 1);
         check_placement(&a, 1); /* untouched: still its own title */
@@ -750,11 +628,11 @@ static void second_gateway_agrees(void **state)
         assert_int_equal(preview(&m[i]), 200);
         assert_int_equal(read_secure(&m[i], m[i].receiver), 200);
         /* the retry of the Create through the other replica */
-        resp_t r;
+        th_http_resp_t r;
         mbx_t again = m[i];
         assert_int_equal(create_raw(&again, m[i].title, &r), 201);
         assert_string_equal(again.id, m[i].id);
-        resp_free(&r);
+        th_http_resp_free(&r);
     }
     F.http_port = port1;
     for (int i = 0; i < N; i++) {
@@ -800,7 +678,7 @@ static void killed_shard(void **state)
 
     long long t0 = th_now_ms();
     th_proc_kill9(&F.sh[VICTIM].proc);
-    proc_rmdir(&F.sh[VICTIM].proc);
+    th_proc_cleanup(&F.sh[VICTIM].proc);
 
     for (int i = 0; i < NKILL; i++) {
         long want = m[i].owner == VICTIM ? 503 : 200;
@@ -823,7 +701,7 @@ static void killed_shard(void **state)
         uuid(n.sender);
         uuid(n.corr);
         id_on_shard(&n, k);
-        resp_t r;
+        th_http_resp_t r;
         long st = create_raw(&n, 0x70, &r);
         if (k == VICTIM) {
             expect_error(&r, 503, "unavailable");
@@ -832,7 +710,7 @@ static void killed_shard(void **state)
                 fail_msg("create on healthy shard %zu: %ld %s", k, st, r.body);
             assert_int_equal(del(&n, n.sender), 200);
         }
-        resp_free(&r);
+        th_http_resp_free(&r);
     }
     assert_int_equal(readyz(), 200);
     printf("with shard %d killed: %zu of %d mailboxes answered 503, the rest 200 "
