@@ -194,11 +194,19 @@ static void *sweeper(void *arg)
     cm_gauge_t *depth =
         cm_metrics_gauge("push_dispatch_queue_depth", "Notifications waiting for delivery", NULL);
     int64_t last_sweep = 0;
+    int last_healthy = 1;
     pthread_mutex_lock(&d->lock);
     while (!d->stop) {
         pthread_mutex_unlock(&d->lock);
         int64_t now = pd_now_ms();
         cm_gauge_set(depth, (int64_t)pd_queue_depth(d->q));
+        int healthy = pd_queue_healthy(d->q);
+        if (healthy != last_healthy)
+            CM_WARN(NULL, healthy ? "queue storage healthy again"
+                                  : "queue storage unhealthy: NOT_SERVING, Enqueue refused");
+        last_healthy = healthy;
+        if (d->o.health)
+            d->o.health(d->o.health_arg, healthy);
         if (now - last_sweep >= 60000) {
             pd_queue_sweep(d->q, now);
             last_sweep = now;

@@ -18,6 +18,9 @@ typedef struct {
     uint32_t max_attempts; /* give up after this many attempts */
     int64_t retry_base_ms; /* first backoff */
     int64_t retry_max_ms;  /* backoff cap (Retry-After is capped here too) */
+    /* Called about every second from the sweeper thread with pd_queue_healthy (may be NULL). */
+    void (*health)(void *arg, int healthy);
+    void *health_arg;
 } pd_dispatch_opts_t;
 
 typedef struct pd_dispatch pd_dispatch_t;

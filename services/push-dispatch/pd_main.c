@@ -2,6 +2,7 @@
  * and webhooks. See ../../proto/tigress/push/v1/push_dispatch.proto for the API. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +84,32 @@ static cm_opt_t opts[] = {
 static pd_queue_t *queue;
 static pd_provider_t *providers[3]; /* owned; configured ones only */
 static size_t nproviders;
-static volatile int serving;
+static cm_rpc_server_t *srv;
+/* Guards the health flags so the sweeper's reports cannot turn SERVING back on once the drain
+ * began. */
+static pthread_mutex_t health_mu = PTHREAD_MUTEX_INITIALIZER;
+static int serving;        /* 0 before start and from SIGTERM on */
+static int storage_ok = 1; /* the queue can write (pd_queue_healthy) */
+
+static void set_health(int draining, int ok)
+{
+    pthread_mutex_lock(&health_mu);
+    if (draining)
+        serving = 0;
+    if (ok >= 0)
+        storage_ok = ok;
+    if (srv) {
+        cm_rpc_server_set_health(srv, "", serving && storage_ok);
+        cm_rpc_server_set_health(srv, SERVICE_NAME, serving && storage_ok);
+    }
+    pthread_mutex_unlock(&health_mu);
+}
+
+static void on_health(void *arg, int healthy)
+{
+    (void)arg;
+    set_health(0, healthy);
+}
 
 static int supported(const char *type)
 {
@@ -135,8 +161,12 @@ static grpc_status_code h_enqueue(cm_rpc_call_t *call, void *user, const Protobu
         pd_metric_dropped(n->token_type, "unsupported");
     }
     pd_enq_result_t *res = cm_rpc_alloc(call, (nkeep + 1) * sizeof(*res));
-    if (pd_queue_enqueue(queue, keep, nkeep, pd_now_ms(), res) != 0)
+    if (pd_queue_enqueue(queue, keep, nkeep, pd_now_ms(), res) != 0) {
+        /* Not serving from now on (not just at the sweeper's next look), so probes and
+         * /readyz agree with this answer. The caller keeps its outbox and retries. */
+        set_health(0, pd_queue_healthy(queue));
         return cm_rpc_fail(call, GRPC_STATUS_UNAVAILABLE, "queue write failed; retry");
+    }
     static const char *const why[] = {"", "duplicate", "expired", "cancelled", "budget"};
     for (size_t i = 0; i < nkeep; i++) {
         if (res[i] == PD_ENQ_QUEUED) {
@@ -165,8 +195,10 @@ static grpc_status_code h_cancel(cm_rpc_call_t *call, void *user, const Protobuf
     int64_t until =
         req->mailbox_expires_at_ms > 0 ? req->mailbox_expires_at_ms : now + cfg.cancel_ttl_ms;
     uint32_t dropped = 0;
-    if (pd_queue_cancel(queue, req->mailbox_id, until, now, &dropped) != 0)
+    if (pd_queue_cancel(queue, req->mailbox_id, until, now, &dropped) != 0) {
+        set_health(0, pd_queue_healthy(queue));
         return cm_rpc_fail(call, GRPC_STATUS_UNAVAILABLE, "queue write failed; retry");
+    }
     resp->dropped = dropped;
     if (dropped)
         CM_DEBUG(cm_rpc_request_id(call), "mailbox cancelled: %" PRIu32 " queued dropped", dropped);
@@ -187,7 +219,10 @@ static grpc_status_code h_supported(cm_rpc_call_t *call, void *user, const Proto
 static int admin_ready(void *arg)
 {
     (void)arg;
-    return serving;
+    pthread_mutex_lock(&health_mu);
+    int r = serving && storage_ok;
+    pthread_mutex_unlock(&health_mu);
+    return r;
 }
 
 /* A credentials path that does not exist means "not configured": deployments mount the
@@ -251,7 +286,6 @@ static int setup_providers(void)
 int main(int argc, char **argv)
 {
     int rc = 1, grpc_port = 0, admin_port = 0;
-    cm_rpc_server_t *srv = NULL;
     cm_admin_t *admin = NULL;
     pd_dispatch_t *disp = NULL;
     cm_log_level_t lvl;
@@ -288,7 +322,8 @@ int main(int argc, char **argv)
     pd_dispatch_opts_t dopts = {.workers = (int)cfg.workers,
                                 .max_attempts = (uint32_t)cfg.max_attempts,
                                 .retry_base_ms = cfg.retry_base_ms,
-                                .retry_max_ms = cfg.retry_max_ms};
+                                .retry_max_ms = cfg.retry_max_ms,
+                                .health = on_health};
     if (pd_dispatch_start(&dopts, queue, providers, nproviders, &disp) != 0)
         goto out;
 
@@ -311,13 +346,17 @@ int main(int argc, char **argv)
         CM_ERROR(NULL, "cannot listen on %s", cfg.listen);
         goto out;
     }
-    cm_rpc_server_set_health(srv, SERVICE_NAME, 1);
+    /* NOT_SERVING until the admin listener and the ready file are up too. */
+    set_health(1, -1);
     if (cfg.admin_listen && *cfg.admin_listen &&
         cm_admin_start(cfg.admin_listen, admin_ready, NULL, &admin, &admin_port) != 0) {
         CM_ERROR(NULL, "cannot start admin listener on %s", cfg.admin_listen);
         goto out;
     }
+    pthread_mutex_lock(&health_mu);
     serving = 1;
+    pthread_mutex_unlock(&health_mu);
+    set_health(0, -1);
     char ready[128];
     snprintf(ready, sizeof(ready), "{\"grpc_port\":%d,\"admin_port\":%d}", grpc_port, admin_port);
     if (cm_config_write_ready(cfg.ready_file, ready) != 0) {
@@ -328,17 +367,18 @@ int main(int argc, char **argv)
 
     int sig = cm_rpc_signals_wait(NULL, NULL);
     CM_INFO(NULL, "signal %d: stopping", sig);
-    serving = 0;
     rc = 0;
 out:
-    serving = 0;
+    set_health(1, -1);
     /* Order: stop taking notifications, then let deliveries finish briefly; whatever is left
      * stays queued on disk for the next start. */
     if (srv)
         cm_rpc_server_stop(srv);
     pd_dispatch_del(disp, cfg.shutdown_grace_ms);
-    if (srv)
+    if (srv) {
         cm_rpc_server_del(srv);
+        srv = NULL;
+    }
     if (admin)
         cm_admin_stop(admin);
     for (size_t i = 0; i < nproviders; i++)

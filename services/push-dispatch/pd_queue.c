@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,14 @@ struct pd_queue {
     rocksdb_writeoptions_t *wfast; /* owned; sync=false (delivery bookkeeping) */
     rocksdb_readoptions_t *ropts;  /* owned */
     uint32_t budget;
+    /* Set by the first failed write and never cleared: from then on no write reaches RocksDB.
+     * RocksDB 7.8 may append to a WAL whose last write failed, and Debian's build then aborts
+     * on an assertion (rocksdb#12448, fixed in 9.x): refusing further writes turns a crash into
+     * NOT_SERVING + UNAVAILABLE until a restart replays the WAL. */
+    _Atomic int write_failed;
+    /* "rocksdb.background-errors" only counts up: the count last seen healthy tells a new
+     * background error (flush, compaction) from an old, recovered one. */
+    _Atomic uint64_t bg_errors_seen;
 
     /* Serialises the decide-then-write of Enqueue and CancelMailbox (budget counts are a
      * read-modify-write). Taken before |lock| when both are needed. */
@@ -214,6 +223,31 @@ static int mkdirs(const char *path)
     return 0;
 }
 
+/* Every write goes through here (see |write_failed|). Returns 0, or -1 when fenced or failed. */
+static int qwrite(pd_queue_t *q, rocksdb_writeoptions_t *wo, rocksdb_writebatch_t *wb,
+                  const char *what)
+{
+    char *err = NULL;
+    if (atomic_load(&q->write_failed))
+        return -1;
+    rocksdb_write(q->db, wo, wb, &err);
+    if (err) {
+        CM_ERROR(NULL, "rocksdb write (%s): %s; refusing writes until restarted", what, err);
+        free(err);
+        atomic_store(&q->write_failed, 1);
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t bg_errors(pd_queue_t *q)
+{
+    char *v = rocksdb_property_value(q->db, "rocksdb.background-errors");
+    uint64_t n = v ? strtoull(v, NULL, 10) : 0;
+    free(v);
+    return n;
+}
+
 static int load(pd_queue_t *q)
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator(q->db, q->ropts);
@@ -238,9 +272,10 @@ static int load(pd_queue_t *q)
         size_t cl = qkey(ck, sizeof(ck), 'c', qn->notification->mailbox_id, NULL);
         if (db_get_str(q, ck, cl, NULL, 0, &found) == 0 && found) {
             /* Cancelled while a retry was being written: never deliver it. */
-            char *err = NULL;
-            rocksdb_delete(q->db, q->wfast, k, klen, &err);
-            free(err);
+            rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+            rocksdb_writebatch_delete(wb, k, klen);
+            qwrite(q, q->wfast, wb, "load");
+            rocksdb_writebatch_destroy(wb);
             tigress__push__v1__queued_notification__free_unpacked(qn, NULL);
             continue;
         }
@@ -283,6 +318,10 @@ int pd_queue_open(const char *dir, uint32_t budget, pd_queue_t **out)
     rocksdb_options_set_create_if_missing(q->opts, 1);
     rocksdb_options_set_max_background_jobs(q->opts, 2);
     rocksdb_options_set_keep_log_file_num(q->opts, 3);
+    /* RocksDB's own LOG file sits on the data volume, and its 7.8 writer aborts the process on
+     * an assertion when it writes again after a failed write (a full disk): only fatal lines
+     * (the queue logs its storage errors itself). */
+    rocksdb_options_set_info_log_level(q->opts, 4 /* FATAL_LEVEL */);
     q->db = rocksdb_open(q->opts, dir, &err);
     if (err) {
         CM_ERROR(NULL, "cannot open rocksdb in %s: %s", dir, err);
@@ -295,6 +334,7 @@ int pd_queue_open(const char *dir, uint32_t budget, pd_queue_t **out)
     q->ropts = rocksdb_readoptions_create();
     if (load(q) != 0)
         goto fail;
+    atomic_store(&q->bg_errors_seen, bg_errors(q));
     *out = q;
     return 0;
 fail:
@@ -346,7 +386,8 @@ int pd_queue_enqueue(pd_queue_t *q, Tigress__Push__V1__Notification *const *ns, 
                      int64_t now_ms, pd_enq_result_t *res)
 {
     int rc = -1;
-    char *err = NULL;
+    if (atomic_load(&q->write_failed))
+        return -1;
     /* Per distinct mailbox of this batch: its count after the batch. Batches are small (the
      * store forwards a page of its outbox), so a linear table is fine. */
     struct {
@@ -440,14 +481,8 @@ int pd_queue_enqueue(pd_queue_t *q, Tigress__Push__V1__Notification *const *ns, 
         int vl = snprintf(v, sizeof(v), "%" PRIu32 " %" PRId64, mb[m].count, mb[m].expires);
         rocksdb_writebatch_put(wb, k, kl, v, (size_t)vl);
     }
-    if (nfresh || nmb) {
-        rocksdb_write(q->db, q->wsync, wb, &err);
-        if (err) {
-            CM_ERROR(NULL, "rocksdb write (enqueue): %s", err);
-            free(err);
-            goto out;
-        }
-    }
+    if ((nfresh || nmb) && qwrite(q, q->wsync, wb, "enqueue") != 0)
+        goto out;
     pthread_mutex_lock(&q->lock);
     for (size_t i = 0; i < nfresh; i++)
         heap_push(q, fresh[i]);
@@ -477,6 +512,10 @@ int pd_queue_cancel(pd_queue_t *q, const char *mailbox, int64_t expires_ms, int6
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     *dropped = 0;
     (void)now_ms;
+    if (atomic_load(&q->write_failed)) {
+        rocksdb_writebatch_destroy(wb);
+        return -1;
+    }
 
     pthread_mutex_lock(&q->wlock);
     size_t kl = qkey(k, sizeof(k), 'c', mailbox, NULL);
@@ -501,11 +540,8 @@ int pd_queue_cancel(pd_queue_t *q, const char *mailbox, int64_t expires_ms, int6
     }
 
     pthread_mutex_lock(&q->lock);
-    rocksdb_write(q->db, q->wsync, wb, &err);
-    if (err) {
+    if (qwrite(q, q->wsync, wb, "cancel") != 0) {
         pthread_mutex_unlock(&q->lock);
-        CM_ERROR(NULL, "rocksdb write (cancel): %s", err);
-        free(err);
         goto out;
     }
     size_t w = 0;
@@ -567,7 +603,6 @@ int pd_queue_take(pd_queue_t *q, pd_entry_t **out)
 void pd_queue_finish(pd_queue_t *q, pd_entry_t *e, int retry)
 {
     char k[2 * PD_ID_MAX + 8], v[32];
-    char *err = NULL;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
 
     pthread_mutex_lock(&q->lock);
@@ -589,12 +624,10 @@ void pd_queue_finish(pd_queue_t *q, pd_entry_t *e, int retry)
         int vl = snprintf(v, sizeof(v), "%" PRId64, e->expires_ms);
         rocksdb_writebatch_put(wb, k, kl, v, (size_t)vl);
     }
-    /* Under |lock| so a concurrent cancel cannot be overtaken by this write. */
-    rocksdb_write(q->db, q->wfast, wb, &err);
-    if (err) {
-        CM_ERROR(NULL, "rocksdb write (finish): %s", err);
-        free(err);
-    }
+    /* Under |lock| so a concurrent cancel cannot be overtaken by this write. Once fenced the
+     * outcome is kept in memory only: deliveries go on, and after a restart the entry is
+     * delivered again (at least once). */
+    qwrite(q, q->wfast, wb, "finish");
     if (retry && !e->cancelled) {
         heap_push(q, e);
         pthread_cond_signal(&q->cond);
@@ -611,6 +644,28 @@ void pd_queue_stop(pd_queue_t *q)
     q->stopped = 1;
     pthread_cond_broadcast(&q->cond);
     pthread_mutex_unlock(&q->lock);
+}
+
+int pd_queue_healthy(pd_queue_t *q)
+{
+    if (atomic_load(&q->write_failed))
+        return 0;
+    uint64_t bg = bg_errors(q);
+    if (bg == atomic_load(&q->bg_errors_seen))
+        return 1;
+    /* A new background error: while RocksDB holds it, it refuses writes before the WAL, so a
+     * synced probe tells whether it recovered by itself. A refused probe fences like any failed
+     * write (it may also have been a WAL write that failed). The key is outside every prefix in
+     * use. */
+    static const char probe[] = "h/probe";
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete(wb, probe, sizeof(probe) - 1);
+    int rc = qwrite(q, q->wsync, wb, "probe");
+    rocksdb_writebatch_destroy(wb);
+    if (rc != 0)
+        return 0;
+    atomic_store(&q->bg_errors_seen, bg);
+    return 1;
 }
 
 size_t pd_queue_depth(pd_queue_t *q)
@@ -651,13 +706,8 @@ static void sweep_prefix(pd_queue_t *q, const char *prefix, int64_t now_ms, size
     free(err);
     err = NULL;
     rocksdb_iter_destroy(it);
-    if (rocksdb_writebatch_count(wb) > 0) {
-        rocksdb_write(q->db, q->wfast, wb, &err);
-        if (err) {
-            CM_ERROR(NULL, "rocksdb write (sweep): %s", err);
-            free(err);
-        }
-    }
+    if (rocksdb_writebatch_count(wb) > 0)
+        qwrite(q, q->wfast, wb, "sweep");
     rocksdb_writebatch_destroy(wb);
 }
 

@@ -8,7 +8,8 @@
  * Markers are swept once past their expiry. Every q/ entry is also in memory, in a min-heap by
  * next attempt time, so delivery threads take the next due entry without touching the disk.
  * Enqueue and CancelMailbox write with sync=true before returning; delivery bookkeeping writes
- * without fsync (a kill -9 keeps it in the page cache; a power loss at worst re-delivers). */
+ * without fsync (a kill -9 keeps it in the page cache; a power loss at worst re-delivers).
+ * After a failed write the queue is fenced until restart (see pd_queue_healthy). */
 #ifndef PD_QUEUE_H
 #define PD_QUEUE_H
 
@@ -61,6 +62,12 @@ void pd_queue_stop(pd_queue_t *q);
 
 /* Deletes markers past their expiry. */
 void pd_queue_sweep(pd_queue_t *q, int64_t now_ms);
+
+/* 0 once a write failed (fenced: every later write is refused without reaching RocksDB, until
+ * a restart), or while a new RocksDB background error stands (checked with a synced probe
+ * write; a refused probe fences too); 1 otherwise. Enqueue and cancel return -1 when fenced;
+ * pd_queue_finish then keeps outcomes in memory only. */
+int pd_queue_healthy(pd_queue_t *q);
 
 /* Entries waiting (not counting those being delivered). */
 size_t pd_queue_depth(pd_queue_t *q);

@@ -30,6 +30,8 @@
 #include "cm_shard.h"
 #include "cm_uuid.h"
 #include "th.h"
+#include "th_http.h"
+#include "th_stack.h"
 
 enum { P_H2C = 0, P_H1 = 1, P_TLS = 2, P_COUNT };
 static const char *const proto_names[] = {"h2c", "http/1.1", "https(h2)"};
@@ -50,31 +52,6 @@ static env_t E; /* the shared fixture of the group */
  * assertion left behind, so no child outlives the test binary. */
 static th_proc_t T_gw, T_store, T_push, T_shard[3], T_verifier;
 static CURL *T_curl;
-
-/* Removes the harness's temp dir of |p| (where its ready file and log live). */
-static void proc_rmdir(th_proc_t *p)
-{
-    char dir[512];
-    snprintf(dir, sizeof(dir), "%s", p->ready_path);
-    char *slash = strrchr(dir, '/');
-    if (slash && strstr(dir, "th-proc")) {
-        *slash = '\0';
-        th_rmtree(dir);
-    }
-}
-
-/* SIGTERM and wait; 0 when the process exited 0 (so a sanitizer finding fails the test). Keeps
- * the log when it did not. */
-static int proc_stop_clean(th_proc_t *p, const char *what)
-{
-    int st = th_proc_stop(p, SIGTERM, 15000);
-    if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-        fprintf(stderr, "%s did not exit cleanly (status %d); log %s\n", what, st, p->log_path);
-        return -1;
-    }
-    proc_rmdir(p);
-    return 0;
-}
 
 static int G_http_port, G_https_port; /* the shared gateway's ports, restored after a test */
 
@@ -103,44 +80,32 @@ static int test_teardown(void **state)
 
 static int store_start(th_proc_t *p, const char *data_dir, int port)
 {
-    char bin[512], listen[64];
-    th_bin("mailbox-store", bin, sizeof(bin));
-    snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", port);
-    char data_arg[700];
-    snprintf(data_arg, sizeof(data_arg), "--data-dir=%s", data_dir);
-    char *argv[] = {
-        bin,           listen,     data_arg, "--admin-listen=127.0.0.1:0", "--log-level=warn",
-        "--workers=2", "--sync=0", NULL};
-    return th_proc_start(p, argv, 20000);
+    static const char *const extra[] = {"--log-level=warn", "--workers=2", "--sync=0", NULL};
+    return th_store_start(p, data_dir, port, extra, 20000);
 }
 
 /* Starts a gateway against |store_port| with extra flags (NULL-terminated). */
 static int gateway_start(th_proc_t *p, int store_port, const char *const *extra)
 {
-    char bin[512], store[64], cert[700], key[700];
-    th_bin("gateway", bin, sizeof(bin));
+    char store[64], cert[700], key[700];
     snprintf(store, sizeof(store), "--store-target=127.0.0.1:%d", store_port);
     snprintf(cert, sizeof(cert), "--tls-cert=%s", E.cert);
     snprintf(key, sizeof(key), "--tls-key=%s", E.key);
-    char *argv[TH_MAX_ARGS] = {bin,
-                               store,
-                               "--http-listen=127.0.0.1:0",
-                               "--https-listen=127.0.0.1:0",
-                               cert,
-                               key,
-                               "--admin-listen=127.0.0.1:0",
-                               "--threads=2",
-                               "--access-log=0",
-                               "--log-level=warn",
-                               "--public-base-url=https://relay.example/",
-                               NULL};
+    const char *argv[TH_MAX_ARGS] = {store,
+                                     "--https-listen=127.0.0.1:0",
+                                     cert,
+                                     key,
+                                     "--threads=2",
+                                     "--log-level=warn",
+                                     "--public-base-url=https://relay.example/",
+                                     NULL};
     int n = 0;
     while (argv[n])
         n++;
     for (size_t i = 0; extra && extra[i] && n < TH_MAX_ARGS - 1; i++)
-        argv[n++] = (char *)extra[i];
+        argv[n++] = extra[i];
     argv[n] = NULL;
-    return th_proc_start(p, argv, 20000);
+    return th_gateway_start(p, argv, 20000);
 }
 
 static int make_cert(const char *dir)
@@ -195,9 +160,9 @@ static int group_teardown(void **state)
 {
     curl_handles_close();
     int rc = 0;
-    if (E.gw.pid > 0 && proc_stop_clean(&E.gw, "gateway") != 0)
+    if (E.gw.pid > 0 && th_proc_stop_clean(&E.gw, "gateway", 15000) != 0)
         rc = -1;
-    if (E.store.pid > 0 && proc_stop_clean(&E.store, "mailbox-store") != 0)
+    if (E.store.pid > 0 && th_proc_stop_clean(&E.store, "mailbox-store", 15000) != 0)
         rc = -1;
     th_rmtree(E.dir);
     curl_global_cleanup();
@@ -206,151 +171,43 @@ static int group_teardown(void **state)
 
 /* ---- HTTP client ------------------------------------------------------------------------- */
 
-typedef struct {
-    long status;
-    long version; /* CURL_HTTP_VERSION_* actually used */
-    char *body;   /* owned, NUL-terminated */
-    size_t len;
-    char headers[16384];
-    size_t hlen;
-} resp_t;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *u)
-{
-    resp_t *r = u;
-    size_t k = sz * n;
-    char *nb = realloc(r->body, r->len + k + 1);
-    if (!nb)
-        return 0;
-    memcpy(nb + r->len, p, k);
-    r->body = nb;
-    r->len += k;
-    r->body[r->len] = '\0';
-    return k;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *u)
-{
-    resp_t *r = u;
-    size_t k = sz * n;
-    if (k >= 5 && strncmp(p, "HTTP/", 5) == 0)
-        r->hlen = 0; /* a new response (e.g. after 100-continue) */
-    if (r->hlen + k < sizeof(r->headers)) {
-        memcpy(r->headers + r->hlen, p, k);
-        r->hlen += k;
-        r->headers[r->hlen] = '\0';
-    }
-    return k;
-}
-
-static void resp_free(resp_t *r)
-{
-    free(r->body);
-    memset(r, 0, sizeof(*r));
-}
-
-/* Value of response header |name| (case-insensitive) in a static buffer, or NULL. */
-static const char *hdr(const resp_t *r, const char *name)
-{
-    static char val[4096];
-    size_t nl = strlen(name);
-    const char *line = r->headers;
-    while (line && *line) {
-        const char *eol = strstr(line, "\r\n");
-        size_t ll = eol ? (size_t)(eol - line) : strlen(line);
-        if (ll > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
-            const char *v = line + nl + 1;
-            while (*v == ' ')
-                v++;
-            size_t vl = ll - (size_t)(v - line);
-            if (vl >= sizeof(val))
-                vl = sizeof(val) - 1;
-            memcpy(val, v, vl);
-            val[vl] = '\0';
-            return val;
-        }
-        line = eol ? eol + 2 : NULL;
-    }
-    return NULL;
-}
-
-/* One request. |headers| is a NULL-terminated list of "Name: value" (may be NULL). With a
- * |body| and no Content-Type in |headers|, application/json is sent. */
+/* One request via the shared client; a transport error or an HTTP version other than the one
+ * |proto| asked for fails the test. */
 static void do_req_on(CURL *c, int proto, int port, const char *method, const char *path,
-                      const char *const *headers, const char *body, size_t blen, resp_t *out)
+                      const char *const *headers, const char *body, size_t blen,
+                      th_http_resp_t *out)
 {
-    memset(out, 0, sizeof(*out));
-    char url[512];
-    snprintf(url, sizeof(url), "%s://127.0.0.1:%d%s", proto == P_TLS ? "https" : "http", port,
-             path);
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L);
-    curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
-                     proto == P_H2C  ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
-                     : proto == P_H1 ? (long)CURL_HTTP_VERSION_1_1
-                                     : (long)CURL_HTTP_VERSION_2TLS);
-    if (proto == P_H2C) {
-        /* libcurl 7.88.1 (Debian 12) fails every request after the first on a reused
-         * prior-knowledge h2c connection ("Error in the HTTP2 framing layer", reproduced
-         * against nghttpd too): one connection per request there. TLS h2 reuses fine. */
-        curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
-        curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
-    }
-    if (proto == P_TLS) {
-        curl_easy_setopt(c, CURLOPT_CAINFO, E.cert);
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-    }
-    if (!strcmp(method, "GET"))
-        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-    struct curl_slist *sl = NULL;
-    int has_ct = 0;
-    for (size_t i = 0; headers && headers[i]; i++) {
-        sl = curl_slist_append(sl, headers[i]);
-        has_ct |= strncasecmp(headers[i], "content-type:", 13) == 0;
-    }
-    if (body) {
-        if (!has_ct)
-            sl = curl_slist_append(sl, "Content-Type: application/json");
-        sl = curl_slist_append(sl, "Expect:");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, sl);
-    CURLcode rc = curl_easy_perform(c);
-    curl_slist_free_all(sl);
-    if (rc != CURLE_OK)
-        fail_msg("%s %s over %s: curl error %s", method, path, proto_names[proto],
-                 curl_easy_strerror(rc));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    curl_easy_getinfo(c, CURLINFO_HTTP_VERSION, &out->version);
+    static const th_http_proto_t th_proto[P_COUNT] = {TH_HTTP_H2C, TH_HTTP_H1, TH_HTTP_TLS};
+    th_http_req_t rq = {.proto = th_proto[proto],
+                        .port = port,
+                        .method = method,
+                        .path = path,
+                        .headers = headers,
+                        .body = body,
+                        .body_len = blen,
+                        .ca_file = E.cert,
+                        .timeout_ms = 15000};
+    if (th_http_request(c, &rq, out) != 0)
+        fail_msg("%s %s over %s: %s", method, path, proto_names[proto], out->err);
     long want = proto == P_H1 ? CURL_HTTP_VERSION_1_1 : CURL_HTTP_VERSION_2_0;
     if (out->version != want)
         fail_msg("%s %s: wanted %s, got curl http version %ld", method, path, proto_names[proto],
                  out->version);
-    if (!out->body)
-        out->body = calloc(1, 1);
 }
 
 static void do_req(int proto, const char *method, const char *path, const char *const *headers,
-                   const char *body, resp_t *out)
+                   const char *body, th_http_resp_t *out)
 {
     do_req_on(E.curl[proto], proto, proto == P_TLS ? E.https_port : E.http_port, method, path,
               headers, body, body ? strlen(body) : 0, out);
 }
 
 /* Asserts an error answer: status, JSON error body with |code| (when not NULL), JSON headers. */
-static void expect_error(const resp_t *r, long status, const char *code)
+static void expect_error(const th_http_resp_t *r, long status, const char *code)
 {
     if (r->status != status)
         fail_msg("status %ld, wanted %ld; body %s", r->status, status, r->body);
-    const char *ct = hdr(r, "content-type");
+    const char *ct = th_http_header(r, "content-type");
     assert_non_null(ct);
     assert_true(strncmp(ct, "application/json", 16) == 0);
     cJSON *j = cJSON_Parse(r->body);
@@ -413,11 +270,11 @@ static void create_mailbox(int proto, mbx_t *m, int fill, const char *title)
              m->id, data, title ? title : "Car Key");
     const char *h[] = {H(0, "deviceClaim: %s", m->sender), H(1, "Mailbox-Correlation-ID: %s", corr),
                        NULL};
-    resp_t r;
+    th_http_resp_t r;
     do_req(proto, "POST", "/v1/m", h, body, &r);
     if (r.status != 200)
         fail_msg("create over %s: %ld %s", proto_names[proto], r.status, r.body);
-    assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
+    assert_string_equal(th_http_header(&r, "mailbox-correlation-id"), corr);
     cJSON *j = cJSON_Parse(r.body);
     assert_non_null(j);
     char want[200];
@@ -425,7 +282,7 @@ static void create_mailbox(int proto, mbx_t *m, int fill, const char *title)
     assert_string_equal(cJSON_GetObjectItem(j, "urlLink")->valuestring, want);
     assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "isPushNotificationSupported")));
     cJSON_Delete(j);
-    resp_free(&r);
+    th_http_resp_free(&r);
 }
 
 /* POST read as |claim|; returns the status, and the decoded payload fill byte in *fill. */
@@ -436,10 +293,10 @@ static long read_secure(int proto, const char *id, const char *claim, int *fill)
     snprintf(path, sizeof(path), "/v1/m/%s", id);
     const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
                        NULL};
-    resp_t r;
+    th_http_resp_t r;
     do_req(proto, "POST", path, h, NULL, &r);
     long st = r.status;
-    assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
+    assert_string_equal(th_http_header(&r, "mailbox-correlation-id"), corr);
     if (st == 200) {
         cJSON *j = cJSON_Parse(r.body);
         assert_non_null(j);
@@ -457,12 +314,12 @@ static long read_secure(int proto, const char *id, const char *claim, int *fill)
         const char *exp = cJSON_GetObjectItem(j, "expiration")->valuestring;
         assert_int_equal(strlen(exp), 20); /* YYYY-MM-DDTHH:MM:SSZ */
         assert_int_equal(exp[19], 'Z');
-        assert_string_equal(hdr(&r, "cache-control"), "no-store");
+        assert_string_equal(th_http_header(&r, "cache-control"), "no-store");
         cJSON_Delete(j);
     } else {
         expect_error(&r, st, NULL);
     }
-    resp_free(&r);
+    th_http_resp_free(&r);
     return st;
 }
 
@@ -476,12 +333,12 @@ static long update_mailbox(int proto, const char *id, const char *claim, int fil
              "\"notificationToken\":{\"type\":\"com.google.fcm\",\"tokenData\":\"tok\"}}",
              data);
     const char *h[] = {H(0, "deviceClaim: %s", claim), NULL};
-    resp_t r;
+    th_http_resp_t r;
     do_req(proto, "PUT", path, h, body, &r);
     long st = r.status;
     if (st != 200)
         expect_error(&r, st, NULL);
-    resp_free(&r);
+    th_http_resp_free(&r);
     return st;
 }
 
@@ -490,16 +347,16 @@ static long delete_mailbox(int proto, const char *id, const char *claim)
     char path[128];
     snprintf(path, sizeof(path), "/v1/m/%s", id);
     const char *h[] = {H(0, "deviceClaim: %s", claim), NULL};
-    resp_t r;
+    th_http_resp_t r;
     do_req(proto, "DELETE", path, h, NULL, &r);
     long st = r.status;
     if (st != 200)
         expect_error(&r, st, NULL);
-    resp_free(&r);
+    th_http_resp_free(&r);
     return st;
 }
 
-static long get_preview(int proto, const char *id, resp_t *r)
+static long get_preview(int proto, const char *id, th_http_resp_t *r)
 {
     char path[128];
     snprintf(path, sizeof(path), "/v1/m/%.64s", id);
@@ -515,14 +372,14 @@ static void stateless_flow(void **state)
         mbx_t m;
         create_mailbox(proto, &m, 0x41 + proto, NULL);
 
-        resp_t r;
+        th_http_resp_t r;
         assert_int_equal(get_preview(proto, m.id, &r), 200);
-        assert_string_equal(hdr(&r, "content-type"), "text/html; charset=utf-8");
-        assert_string_equal(hdr(&r, "cache-control"), "no-store");
-        assert_string_equal(hdr(&r, "content-security-policy"),
+        assert_string_equal(th_http_header(&r, "content-type"), "text/html; charset=utf-8");
+        assert_string_equal(th_http_header(&r, "cache-control"), "no-store");
+        assert_string_equal(th_http_header(&r, "content-security-policy"),
                             "default-src 'none'; img-src https:; style-src 'unsafe-inline'");
-        assert_string_equal(hdr(&r, "x-content-type-options"), "nosniff");
-        assert_string_equal(hdr(&r, "referrer-policy"), "no-referrer");
+        assert_string_equal(th_http_header(&r, "x-content-type-options"), "nosniff");
+        assert_string_equal(th_http_header(&r, "referrer-policy"), "no-referrer");
         assert_non_null(strstr(r.body, "<meta property=\"og:title\" content=\"Car Key\">"));
         assert_non_null(strstr(r.body, "<meta property=\"og:description\" content=\"A key\">"));
         assert_non_null(
@@ -533,7 +390,7 @@ static void stateless_flow(void **state)
                  "<meta property=\"og:url\" content=\"https://relay.example/v1/m/%s\">", m.id);
         assert_non_null(strstr(r.body, og_url));
         assert_null(strstr(r.body, "<script"));
-        resp_free(&r);
+        th_http_resp_free(&r);
 
         char receiver[37];
         new_uuid(receiver);
@@ -542,11 +399,11 @@ static void stateless_flow(void **state)
         assert_int_equal(fill, 0x41 + proto);
         /* the preview has no side effect and needs no claim: still there */
         assert_int_equal(get_preview(proto, m.id, &r), 200);
-        resp_free(&r);
+        th_http_resp_free(&r);
         assert_int_equal(delete_mailbox(proto, m.id, receiver), 200);
         assert_int_equal(get_preview(proto, m.id, &r), 404);
         expect_error(&r, 404, "not_found");
-        resp_free(&r);
+        th_http_resp_free(&r);
         assert_int_equal(read_secure(proto, m.id, receiver, NULL), 404);
         assert_int_equal(delete_mailbox(proto, m.id, receiver), 404);
     }
@@ -595,17 +452,17 @@ static void relinquish(void **state)
     assert_int_equal(read_secure(P_H2C, m.id, r2, NULL), 401);
     snprintf(path, sizeof(path), "/v1/m/%s", m.id);
     const char *h[] = {H(0, "Mailbox-Device-Claim: %s", r1), NULL};
-    resp_t r;
+    th_http_resp_t r;
     do_req(P_H1, "PATCH", path, h, NULL, &r);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* once the receiver let go, another device may bind */
     assert_int_equal(read_secure(P_H2C, m.id, r2, NULL), 200);
     /* the creator cannot relinquish */
     const char *hs[] = {H(0, "deviceClaim: %s", m.sender), NULL};
     do_req(P_H2C, "PATCH", path, hs, NULL, &r);
     expect_error(&r, 400, "invalid_request");
-    resp_free(&r);
+    th_http_resp_free(&r);
     assert_int_equal(delete_mailbox(P_H2C, m.id, m.sender), 200);
 }
 
@@ -623,7 +480,7 @@ static void duplicate_and_existing(void **state)
              id, data);
     const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
                        NULL};
-    resp_t r1, r2;
+    th_http_resp_t r1, r2;
     do_req(P_H2C, "POST", "/v1/m", h, body, &r1);
     assert_int_equal(r1.status, 200);
     /* the same request again (a client retry): 201 with the same body */
@@ -631,9 +488,9 @@ static void duplicate_and_existing(void **state)
     if (r2.status != 201)
         fail_msg("retry: %ld %s", r2.status, r2.body);
     assert_string_equal(r1.body, r2.body);
-    assert_string_equal(hdr(&r2, "mailbox-correlation-id"), corr);
-    resp_free(&r1);
-    resp_free(&r2);
+    assert_string_equal(th_http_header(&r2, "mailbox-correlation-id"), corr);
+    th_http_resp_free(&r1);
+    th_http_resp_free(&r2);
     /* the same id with a new correlation id: the id exists -> 401 (001 §6.1.5) */
     char corr2[37], claim2[37];
     new_uuid(corr2);
@@ -642,8 +499,8 @@ static void duplicate_and_existing(void **state)
                         NULL};
     do_req(P_H2C, "POST", "/v1/m", h2, body, &r1);
     expect_error(&r1, 401, "unauthorized");
-    assert_string_equal(hdr(&r1, "mailbox-correlation-id"), corr2);
-    resp_free(&r1);
+    assert_string_equal(th_http_header(&r1, "mailbox-correlation-id"), corr2);
+    th_http_resp_free(&r1);
 
     /* a retried Create without mailboxIdentifier (one store, no shards) names the same
      * mailbox: 201 with the same link, not a second mailbox */
@@ -658,8 +515,8 @@ static void duplicate_and_existing(void **state)
     if (r2.status != 201)
         fail_msg("retry without id: %ld %s", r2.status, r2.body);
     assert_string_equal(r1.body, r2.body);
-    resp_free(&r1);
-    resp_free(&r2);
+    th_http_resp_free(&r1);
+    th_http_resp_free(&r2);
 }
 
 static void later_draft_names(void **state)
@@ -676,13 +533,13 @@ static void later_draft_names(void **state)
              data);
     const char *h[] = {H(0, "Mailbox-Device-Claim: %s", claim),
                        H(1, "Mailbox-Request-ID: %s", req_id), NULL};
-    resp_t r;
+    th_http_resp_t r;
     do_req(P_TLS, "POST", "/v1/m", h, body, &r);
     /* 2099 is beyond the 48 h maximum */
     expect_error(&r, 400, "invalid_field");
-    assert_string_equal(hdr(&r, "mailbox-request-id"), req_id);
-    assert_null(hdr(&r, "mailbox-correlation-id"));
-    resp_free(&r);
+    assert_string_equal(th_http_header(&r, "mailbox-request-id"), req_id);
+    assert_null(th_http_header(&r, "mailbox-correlation-id"));
+    th_http_resp_free(&r);
 
     char exp[40];
     time_t t = time(NULL) + 7200;
@@ -699,7 +556,7 @@ static void later_draft_names(void **state)
     do_req(P_TLS, "POST", "/v1/m", h, body, &r);
     if (r.status != 200)
         fail_msg("%ld %s", r.status, r.body);
-    assert_string_equal(hdr(&r, "mailbox-request-id"), req_id);
+    assert_string_equal(th_http_header(&r, "mailbox-request-id"), req_id);
     cJSON *j = cJSON_Parse(r.body);
     const char *url = cJSON_GetObjectItem(j, "urlLink")->valuestring;
     const char *id = strrchr(url, '/') + 1;
@@ -707,11 +564,11 @@ static void later_draft_names(void **state)
     char idc[37];
     snprintf(idc, sizeof(idc), "%s", id);
     cJSON_Delete(j);
-    resp_free(&r);
+    th_http_resp_free(&r);
 
     assert_int_equal(get_preview(P_TLS, idc, &r), 200);
     assert_non_null(strstr(r.body, "content=\"https://i.example/a\""));
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* the expiration the store keeps matches the one asked for (to the second) */
     char path[128];
     snprintf(path, sizeof(path), "/v1/m/%s", idc);
@@ -732,7 +589,7 @@ static void later_draft_names(void **state)
         cJSON_GetObjectItem(cJSON_GetObjectItem(j, "displayInformation"), "imageUrl")->valuestring,
         "https://i.example/a");
     cJSON_Delete(j);
-    resp_free(&r);
+    th_http_resp_free(&r);
     assert_int_equal(delete_mailbox(P_H2C, idc, claim), 200);
 }
 
@@ -741,13 +598,13 @@ static void hostile_title(void **state)
     mbx_t m;
     /* JSON-escaped: "><script>alert(1)</script><img src=x onerror='y'>& */
     create_mailbox(P_H1, &m, 0x22, "\\\"><script>alert(1)</script><img src=x onerror='y'>&");
-    resp_t r;
+    th_http_resp_t r;
     assert_int_equal(get_preview(P_H1, m.id, &r), 200);
     assert_null(strstr(r.body, "<script"));
     assert_null(strstr(r.body, "<img src=x"));
     assert_non_null(strstr(r.body, "content=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
                                    "&lt;img src=x onerror=&#39;y&#39;&gt;&amp;\""));
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* ReadSecure gives the title back verbatim (JSON-escaped, not HTML-escaped) */
     char path[128];
     snprintf(path, sizeof(path), "/v1/m/%s", m.id);
@@ -759,7 +616,7 @@ static void hostile_title(void **state)
         cJSON_GetObjectItem(cJSON_GetObjectItem(j, "displayInformation"), "title")->valuestring,
         "\"><script>alert(1)</script><img src=x onerror='y'>&");
     cJSON_Delete(j);
-    resp_free(&r);
+    th_http_resp_free(&r);
 }
 
 /* Every 400 kind of issue 3 §2, each with the correlation id echoed. */
@@ -836,27 +693,27 @@ static void validation_errors(void **state)
         new_uuid(corr);
         const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
                            NULL};
-        resp_t r;
+        th_http_resp_t r;
         do_req(i % 2 ? P_H1 : P_H2C, "POST", "/v1/m", h, body, &r);
         if (r.status != 400)
             fail_msg("%s: %ld %s", cases[i].what, r.status, r.body);
         expect_error(&r, 400, cases[i].code);
-        const char *echo = hdr(&r, "mailbox-correlation-id");
+        const char *echo = th_http_header(&r, "mailbox-correlation-id");
         if (!echo || strcmp(echo, corr) != 0)
             fail_msg("%s: correlation id not echoed", cases[i].what);
-        resp_free(&r);
+        th_http_resp_free(&r);
     }
     /* short payload, long title */
     char body[2048];
     const char *hc[] = {H(0, "deviceClaim: %s", claim), NULL};
-    resp_t r;
+    th_http_resp_t r;
     snprintf(body, sizeof(body),
              "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
              "\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
              short_data);
     do_req(P_TLS, "POST", "/v1/m", hc, body, &r);
     expect_error(&r, 400, "invalid_field");
-    resp_free(&r);
+    th_http_resp_free(&r);
     snprintf(body, sizeof(body),
              "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},\"displayInformation\":{\"title\":"
              "\"%s\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
@@ -864,7 +721,7 @@ static void validation_errors(void **state)
     do_req(P_TLS, "POST", "/v1/m", hc, body, &r);
     expect_error(&r, 400, "invalid_field");
     assert_non_null(strstr(r.body, "title"));
-    resp_free(&r);
+    th_http_resp_free(&r);
 
     /* claim header: missing, not a UUID */
     snprintf(body, sizeof(body),
@@ -876,17 +733,17 @@ static void validation_errors(void **state)
     const char *hn[] = {H(1, "Mailbox-Correlation-ID: %s", corr), NULL};
     do_req(P_H2C, "POST", "/v1/m", hn, body, &r);
     expect_error(&r, 400, "missing_header");
-    assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
-    resp_free(&r);
+    assert_string_equal(th_http_header(&r, "mailbox-correlation-id"), corr);
+    th_http_resp_free(&r);
     const char *hb[] = {"deviceClaim: not-a-uuid", NULL};
     do_req(P_H2C, "POST", "/v1/m", hb, body, &r);
     expect_error(&r, 400, "invalid_header");
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* mailbox id in the path not a UUID */
     const char *hv[] = {H(0, "deviceClaim: %s", claim), NULL};
     do_req(P_H2C, "POST", "/v1/m/12345", hv, NULL, &r);
     expect_error(&r, 400, "invalid_mailbox_id");
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* Update: notificationToken is required */
     mbx_t m;
     create_mailbox(P_H2C, &m, 3, NULL);
@@ -896,7 +753,7 @@ static void validation_errors(void **state)
     const char *hs[] = {H(0, "deviceClaim: %s", m.sender), NULL};
     do_req(P_H2C, "PUT", path, hs, body, &r);
     expect_error(&r, 400, "missing_field");
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* nothing was changed by the refused update */
     int fill = 0;
     assert_int_equal(read_secure(P_H2C, m.id, m.sender, &fill), 200);
@@ -905,7 +762,7 @@ static void validation_errors(void **state)
 
 static void status_rules(void **state)
 {
-    resp_t r;
+    th_http_resp_t r;
     char claim[37], unknown[37], path[128], corr[37];
     new_uuid(claim);
     new_uuid(unknown);
@@ -919,44 +776,44 @@ static void status_rules(void **state)
         for (size_t i = 0; i < 4; i++) {
             do_req(proto, methods[i], path, h, NULL, &r);
             expect_error(&r, 404, "not_found");
-            assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
-            resp_free(&r);
+            assert_string_equal(th_http_header(&r, "mailbox-correlation-id"), corr);
+            th_http_resp_free(&r);
         }
         do_req(proto, "GET", "/v2/m", h, NULL, &r);
         expect_error(&r, 404, "not_found");
-        assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
-        resp_free(&r);
+        assert_string_equal(th_http_header(&r, "mailbox-correlation-id"), corr);
+        th_http_resp_free(&r);
         do_req(proto, "GET", "/v1/m/a/b", NULL, NULL, &r);
         expect_error(&r, 404, "not_found");
-        resp_free(&r);
+        th_http_resp_free(&r);
         /* 405 with Allow */
         do_req(proto, "GET", "/v1/m", h, NULL, &r);
         expect_error(&r, 405, "method_not_allowed");
-        assert_string_equal(hdr(&r, "allow"), "POST");
-        assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
-        resp_free(&r);
+        assert_string_equal(th_http_header(&r, "allow"), "POST");
+        assert_string_equal(th_http_header(&r, "mailbox-correlation-id"), corr);
+        th_http_resp_free(&r);
         do_req(proto, "OPTIONS", path, h, NULL, &r);
         expect_error(&r, 405, "method_not_allowed");
-        assert_non_null(strstr(hdr(&r, "allow"), "PATCH"));
-        resp_free(&r);
+        assert_non_null(strstr(th_http_header(&r, "allow"), "PATCH"));
+        th_http_resp_free(&r);
         do_req(proto, "POST", "/healthz", NULL, NULL, &r);
         expect_error(&r, 405, NULL);
-        resp_free(&r);
+        th_http_resp_free(&r);
         /* 415: a body that is not JSON */
         const char *ht[] = {h[0], h[1], "Content-Type: text/plain", NULL};
         do_req(proto, "POST", "/v1/m", ht, "{\"a\":1}", &r);
         expect_error(&r, 415, "unsupported_media_type");
-        assert_string_equal(hdr(&r, "mailbox-correlation-id"), corr);
-        resp_free(&r);
+        assert_string_equal(th_http_header(&r, "mailbox-correlation-id"), corr);
+        th_http_resp_free(&r);
         const char *hf[] = {h[0], "Content-Type: application/x-www-form-urlencoded", NULL};
         do_req(proto, "PUT", path, hf, "a=1", &r);
         expect_error(&r, 415, "unsupported_media_type");
-        resp_free(&r);
+        th_http_resp_free(&r);
         /* but a JSON type with parameters is fine (here it reaches validation) */
         const char *hj[] = {h[0], "Content-Type: application/json; charset=utf-8", NULL};
         do_req(proto, "POST", "/v1/m", hj, "{}", &r);
         expect_error(&r, 400, "missing_field");
-        resp_free(&r);
+        th_http_resp_free(&r);
         /* 413 over the 64 KiB body limit */
         size_t big = 70 * 1024;
         char *body = malloc(big + 1);
@@ -967,15 +824,15 @@ static void status_rules(void **state)
         do_req(proto, "POST", "/v1/m", h, body, &r);
         if (r.status != 413)
             fail_msg("over %s: %ld, wanted 413", proto_names[proto], r.status);
-        resp_free(&r);
+        th_http_resp_free(&r);
         free(body);
         /* health */
         do_req(proto, "GET", "/healthz", NULL, NULL, &r);
         assert_int_equal(r.status, 200);
-        resp_free(&r);
+        th_http_resp_free(&r);
         do_req(proto, "GET", "/readyz", NULL, NULL, &r);
         assert_int_equal(r.status, 200);
-        resp_free(&r);
+        th_http_resp_free(&r);
     }
 }
 
@@ -1004,10 +861,10 @@ static void wrong_claim(void **state)
     snprintf(path, sizeof(path), "/v1/m/%s", m.id);
     const char *h[] = {H(0, "deviceClaim: %s", receiver), H(1, "Mailbox-Device-Claim: %s", other),
                        NULL};
-    resp_t r;
+    th_http_resp_t r;
     do_req(P_TLS, "POST", path, h, NULL, &r);
     expect_error(&r, 400, "invalid_header");
-    resp_free(&r);
+    th_http_resp_free(&r);
     assert_int_equal(delete_mailbox(P_TLS, m.id, m.sender), 200);
 }
 
@@ -1025,16 +882,16 @@ static void attestation_without_verifier(void **state)
         "\"displayInformation\":{\"title\":\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
         id, data);
     const char *h[] = {H(0, "deviceClaim: %s", claim), "deviceAttestation: e30", NULL};
-    resp_t r;
+    th_http_resp_t r;
     do_req(P_H2C, "POST", "/v1/m", h, body, &r);
     expect_error(&r, 503, NULL);
-    resp_free(&r);
+    th_http_resp_free(&r);
     assert_int_equal(get_preview(P_H2C, id, &r), 404);
-    resp_free(&r);
+    th_http_resp_free(&r);
     const char *h2[] = {h[0], NULL};
     do_req(P_H2C, "POST", "/v1/m", h2, body, &r);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    th_http_resp_free(&r);
 }
 
 /* --attestation-policy=required against a verifier address where nothing listens: a missing
@@ -1049,10 +906,10 @@ static void attestation_required(void **state)
     fprintf(stderr, "(expected below: two gateways that refuse to start)\n");
     const char *no_target[] = {"--attestation-policy=required", NULL};
     assert_int_equal(gateway_start(&bad, E.store_port, no_target), -1);
-    proc_rmdir(&bad);
+    th_proc_cleanup(&bad);
     const char *bad_policy[] = {"--attestation-policy=maybe", NULL};
     assert_int_equal(gateway_start(&bad, E.store_port, bad_policy), -1);
-    proc_rmdir(&bad);
+    th_proc_cleanup(&bad);
 
     th_proc_t *gw = &T_gw;
     assert_int_equal(gateway_start(gw, E.store_port, extra), 0);
@@ -1067,15 +924,15 @@ static void attestation_required(void **state)
         "{\"mailboxIdentifier\":\"%s\",\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},"
         "\"displayInformation\":{\"title\":\"t\"},\"mailboxConfiguration\":{\"timeToLive\":60}}",
         id, data);
-    resp_t r;
+    th_http_resp_t r;
     const char *h0[] = {H(0, "deviceClaim: %s", claim), NULL};
     do_req_on(c, P_H2C, port, "POST", "/v1/m", h0, body, strlen(body), &r);
     expect_error(&r, 401, "attestation_required");
-    resp_free(&r);
+    th_http_resp_free(&r);
     const char *h1[] = {h0[0], "Mailbox-Device-Attestation: !!notbase64!!", NULL};
     do_req_on(c, P_H2C, port, "POST", "/v1/m", h1, body, strlen(body), &r);
     expect_error(&r, 401, "invalid_attestation");
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* {"attestationObject":"oP8A","clientDataJSON":"e30"} */
     const char *h2[] = {h0[0],
                         "deviceAttestation: "
@@ -1083,14 +940,14 @@ static void attestation_required(void **state)
                         NULL};
     do_req_on(c, P_H2C, port, "POST", "/v1/m", h2, body, strlen(body), &r);
     expect_error(&r, 503, "unavailable");
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* reads need no attestation */
     char path[128];
     snprintf(path, sizeof(path), "/v1/m/%s", id);
     do_req_on(c, P_H2C, port, "GET", path, NULL, NULL, 0, &r);
     expect_error(&r, 404, "not_found");
-    resp_free(&r);
-    assert_int_equal(proc_stop_clean(gw, "gateway"), 0);
+    th_http_resp_free(&r);
+    assert_int_equal(th_proc_stop_clean(gw, "gateway", 15000), 0);
 }
 
 /* SIGSTOP is delivered asynchronously: wait until every thread of |pid| is stopped. */
@@ -1139,11 +996,11 @@ static void store_killed_and_back(void **state)
     assert_int_equal(gateway_start(gw, sport, extra), 0);
     int port = th_proc_port(gw, "http_port");
     CURL *c = T_curl = curl_easy_init();
-    resp_t r;
+    th_http_resp_t r;
 
     do_req_on(c, P_H2C, port, "GET", "/readyz", NULL, NULL, 0, &r);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* create one mailbox before the crash */
     char claim[37], id[37], data[100], body[1024];
     new_uuid(claim);
@@ -1157,7 +1014,7 @@ static void store_killed_and_back(void **state)
     const char *h[] = {H(0, "deviceClaim: %s", claim), NULL};
     do_req_on(c, P_H2C, port, "POST", "/v1/m", h, body, strlen(body), &r);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    th_http_resp_free(&r);
 
     char path[128];
     snprintf(path, sizeof(path), "/v1/m/%s", id);
@@ -1170,33 +1027,33 @@ static void store_killed_and_back(void **state)
     long long hung = th_now_ms() - t0;
     kill(store->pid, SIGCONT);
     expect_error(&r, 504, "timeout");
-    resp_free(&r);
+    th_http_resp_free(&r);
     if (hung < 1400 || hung > 1500 + 2000)
         fail_msg("504 after %lld ms (deadline 1500)", hung);
     do_req_on(c, P_H2C, port, "GET", path, NULL, NULL, 0, &r);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    th_http_resp_free(&r);
 
     th_proc_kill9(store);
-    proc_rmdir(store);
+    th_proc_cleanup(store);
     t0 = th_now_ms();
     do_req_on(c, P_H2C, port, "GET", path, NULL, NULL, 0, &r);
     long long took = th_now_ms() - t0;
     expect_error(&r, 503, "unavailable");
-    resp_free(&r);
+    th_http_resp_free(&r);
     if (took > 1500 + 1000)
         fail_msg("503 took %lld ms (deadline 1500)", took);
     do_req_on(c, P_H1, port, "POST", path, h, NULL, 0, &r);
     if (r.status != 503 && r.status != 504)
         fail_msg("read with store down: %ld", r.status);
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* readiness flips within its cache time */
     long long end = th_now_ms() + 5000;
     long st = 0;
     while (th_now_ms() < end) {
         do_req_on(c, P_H2C, port, "GET", "/readyz", NULL, NULL, 0, &r);
         st = r.status;
-        resp_free(&r);
+        th_http_resp_free(&r);
         if (st == 503)
             break;
         usleep(100000);
@@ -1211,11 +1068,11 @@ static void store_killed_and_back(void **state)
         strstr(r.body, "gateway_backend_errors_total{backend=\"store\",code=\"UNAVAILABLE\"}"));
     assert_non_null(strstr(
         r.body, "gateway_backend_errors_total{backend=\"store\",code=\"DEADLINE_EXCEEDED\"}"));
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* liveness stays */
     do_req_on(c, P_H2C, port, "GET", "/healthz", NULL, NULL, 0, &r);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    th_http_resp_free(&r);
 
     /* back on the same port with the same data */
     assert_int_equal(store_start(store, data_dir, sport), 0);
@@ -1225,7 +1082,7 @@ static void store_killed_and_back(void **state)
     while (th_now_ms() < end) {
         do_req_on(c, P_H2C, port, "GET", "/readyz", NULL, NULL, 0, &r);
         st = r.status;
-        resp_free(&r);
+        th_http_resp_free(&r);
         if (st == 200) {
             back = th_now_ms();
             break;
@@ -1239,9 +1096,9 @@ static void store_killed_and_back(void **state)
     do_req_on(c, P_H2C, port, "POST", path, h, NULL, 0, &r);
     if (r.status != 200)
         fail_msg("read after restart: %ld %s", r.status, r.body);
-    resp_free(&r);
-    assert_int_equal(proc_stop_clean(gw, "gateway"), 0);
-    assert_int_equal(proc_stop_clean(store, "mailbox-store"), 0);
+    th_http_resp_free(&r);
+    assert_int_equal(th_proc_stop_clean(gw, "gateway", 15000), 0);
+    assert_int_equal(th_proc_stop_clean(store, "mailbox-store", 15000), 0);
 }
 
 static void create_with_token(CURL *c, int port, const char *token_json, int want_push)
@@ -1255,7 +1112,7 @@ static void create_with_token(CURL *c, int port, const char *token_json, int wan
              "\"mailboxConfiguration\":{\"timeToLive\":60}}",
              data, token_json ? token_json : "", token_json ? "," : "");
     const char *h[] = {H(0, "deviceClaim: %s", claim), NULL};
-    resp_t r;
+    th_http_resp_t r;
     do_req_on(c, P_H1, port, "POST", "/v1/m", h, body, strlen(body), &r);
     if (r.status != 200)
         fail_msg("create: %ld %s", r.status, r.body);
@@ -1266,7 +1123,7 @@ static void create_with_token(CURL *c, int port, const char *token_json, int wan
         fail_msg("isPushNotificationSupported %d for %s", cJSON_IsTrue(b),
                  token_json ? token_json : "(no token)");
     cJSON_Delete(j);
-    resp_free(&r);
+    th_http_resp_free(&r);
 }
 
 /* isPushNotificationSupported follows what the real push-dispatch reports: here only webhooks
@@ -1314,8 +1171,8 @@ static void push_supported(void **state)
                       "\"tokenData\":\"abcdef\"}",
                       0);
     create_with_token(c, port, NULL, 1); /* no token: some provider works */
-    assert_int_equal(proc_stop_clean(&T_gw, "gateway"), 0);
-    assert_int_equal(proc_stop_clean(&T_push, "push-dispatch"), 0);
+    assert_int_equal(th_proc_stop_clean(&T_gw, "gateway", 15000), 0);
+    assert_int_equal(th_proc_stop_clean(&T_push, "push-dispatch", 15000), 0);
 }
 
 /* Issue 6 §2: three store shards behind one gateway (--store-shards). The flows work, the
@@ -1368,25 +1225,25 @@ static void sharded_store(void **state)
                  data);
         const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
                            NULL};
-        resp_t r1, r2;
+        th_http_resp_t r1, r2;
         do_req(P_H2C, "POST", "/v1/m", h, body, &r1);
         do_req(P_H1, "POST", "/v1/m", h, body, &r2);
         assert_int_equal(r1.status, 200);
         assert_int_equal(r2.status, 201);
         assert_string_equal(r1.body, r2.body);
-        resp_free(&r1);
-        resp_free(&r2);
+        th_http_resp_free(&r1);
+        th_http_resp_free(&r2);
     }
 
     th_proc_kill9(&T_shard[1]);
-    proc_rmdir(&T_shard[1]);
+    th_proc_cleanup(&T_shard[1]);
     for (int i = 0; i < N; i++) {
-        resp_t r;
+        th_http_resp_t r;
         get_preview(P_H2C, m[i].id, &r);
         long want = owner[i] == 1 ? 503 : 200;
         if (r.status != want)
             fail_msg("mailbox on shard %zu: %ld, wanted %ld", owner[i], r.status, want);
-        resp_free(&r);
+        th_http_resp_free(&r);
         int fill = -1;
         if (owner[i] != 1) {
             assert_int_equal(read_secure(P_H1, m[i].id, m[i].sender, &fill), 200);
@@ -1394,15 +1251,15 @@ static void sharded_store(void **state)
         }
     }
     /* the gateway stays ready while other shards serve */
-    resp_t r;
+    th_http_resp_t r;
     do_req(P_H2C, "GET", "/readyz", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    th_http_resp_free(&r);
     cm_shards_free(sh);
-    assert_int_equal(proc_stop_clean(&T_gw, "gateway"), 0);
+    assert_int_equal(th_proc_stop_clean(&T_gw, "gateway", 15000), 0);
     for (int i = 0; i < 3; i++)
         if (i != 1)
-            assert_int_equal(proc_stop_clean(&T_shard[i], "mailbox-store"), 0);
+            assert_int_equal(th_proc_stop_clean(&T_shard[i], "mailbox-store", 15000), 0);
 }
 
 /* ---- a real WebAuthn "packed" self attestation, made here -------------------------------- */
@@ -1519,12 +1376,10 @@ static void attestation_verified(void **state)
     th_bin("attestation-verifier", bin, sizeof(bin));
     if (access(bin, X_OK) != 0)
         skip();
-    char *argv[] = {bin,
-                    "--listen=127.0.0.1:0",
-                    "--admin-listen=127.0.0.1:0",
-                    "--rp-id=relay.example",
-                    "--log-level=warn",
-                    NULL};
+    char *argv[] = {bin, "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0",
+                    "--rp-id=relay.example", "--log-level=warn",
+                    /* this test builds a packed self attestation (refused by default) */
+                    "--allow-self-attestation=1", NULL};
     assert_int_equal(th_proc_start(&T_verifier, argv, 20000), 0);
     char target[64];
     snprintf(target, sizeof(target), "--attestation-target=127.0.0.1:%d",
@@ -1545,7 +1400,7 @@ static void attestation_verified(void **state)
     new_uuid(claim);
     new_uuid(id);
     const char *h[] = {H(0, "deviceClaim: %s", claim), ahdr, NULL};
-    resp_t r;
+    th_http_resp_t r;
     /* one payload byte changed: the attestation no longer covers it */
     payload[39] ^= 1;
     cm_b64_encode(CM_B64_STD, payload, sizeof(payload), data);
@@ -1557,12 +1412,12 @@ static void attestation_verified(void **state)
              id, data);
     do_req_on(c, P_H2C, port, "POST", "/v1/m", h, body, strlen(body), &r);
     expect_error(&r, 401, "invalid_attestation");
-    resp_free(&r);
+    th_http_resp_free(&r);
     char path[128];
     snprintf(path, sizeof(path), "/v1/m/%s", id);
     do_req_on(c, P_H2C, port, "GET", path, NULL, NULL, 0, &r);
     expect_error(&r, 404, "not_found");
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* the payload it was made for */
     cm_b64_encode(CM_B64_STD, payload, sizeof(payload), data);
     snprintf(body, sizeof(body),
@@ -1574,7 +1429,7 @@ static void attestation_verified(void **state)
     if (r.status != 200)
         fail_msg("valid attestation: %ld %s (verifier log %s)", r.status, r.body,
                  T_verifier.log_path);
-    resp_free(&r);
+    th_http_resp_free(&r);
     free(att);
 
     /* Update: a new payload needs its own attestation */
@@ -1587,22 +1442,22 @@ static void attestation_verified(void **state)
              data);
     do_req_on(c, P_H1, port, "PUT", path, h, body, strlen(body), &r); /* old attestation */
     expect_error(&r, 401, "invalid_attestation");
-    resp_free(&r);
+    th_http_resp_free(&r);
     att = make_attestation(p2, sizeof(p2));
     snprintf(ahdr, sizeof(ahdr), "Mailbox-Device-Attestation: %s", att);
     free(att);
     do_req_on(c, P_H1, port, "PUT", path, h, body, strlen(body), &r);
     if (r.status != 200)
         fail_msg("update with a valid attestation: %ld %s", r.status, r.body);
-    resp_free(&r);
+    th_http_resp_free(&r);
     /* reads need none, and see the update */
     const char *hr[] = {h[0], NULL};
     do_req_on(c, P_H1, port, "POST", path, hr, NULL, 0, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, data));
-    resp_free(&r);
-    assert_int_equal(proc_stop_clean(&T_gw, "gateway"), 0);
-    assert_int_equal(proc_stop_clean(&T_verifier, "attestation-verifier"), 0);
+    th_http_resp_free(&r);
+    assert_int_equal(th_proc_stop_clean(&T_gw, "gateway", 15000), 0);
+    assert_int_equal(th_proc_stop_clean(&T_verifier, "attestation-verifier", 15000), 0);
 }
 
 int main(void)
