@@ -1,4 +1,5 @@
 #include "cm_admin.h"
+#include "cm_config.h"
 
 #include "cm_log.h"
 #include "cm_metrics.h"
@@ -28,43 +29,6 @@ struct cm_admin {
     int (*ready)(void *arg);
     void *arg;
 };
-
-/* Splits "host:port", "[v6]:port" or ":port" (all interfaces). */
-static int parse_listen(const char *listen, char *host, size_t hcap, int *port)
-{
-    const char *colon, *h = listen;
-    size_t hlen;
-    if (!listen || !*listen)
-        return -1;
-    if (listen[0] == '[') {
-        const char *rb = strchr(listen, ']');
-        if (!rb || rb[1] != ':')
-            return -1;
-        h = listen + 1;
-        hlen = (size_t)(rb - h);
-        colon = rb + 1;
-    } else {
-        colon = strrchr(listen, ':');
-        if (!colon)
-            return -1;
-        hlen = (size_t)(colon - listen);
-    }
-    char *end;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || *end || p < 0 || p > 65535)
-        return -1;
-    if (hlen == 0) {
-        h = "0.0.0.0";
-        hlen = strlen(h);
-    }
-    if (hlen >= hcap)
-        return -1;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    *port = (int)p;
-    return 0;
-}
 
 static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *ctype,
                        const char *body, size_t len)
@@ -161,7 +125,7 @@ int cm_admin_start(const char *listen, int (*ready)(void *arg), void *arg, cm_ad
     char host[256];
     int p;
     *out = NULL;
-    if (parse_listen(listen, host, sizeof(host), &p) != 0) {
+    if (cm_config_split_listen(listen, host, sizeof(host), &p) != 0) {
         CM_ERROR(NULL, "admin: bad listen address '%s' (want host:port)", listen ? listen : "");
         return -1;
     }

@@ -40,8 +40,7 @@ static int set_value(const char *prog, cm_opt_t *o, const char *v, const char *s
                    !strcasecmp(v, "off")) {
             *(int *)o->dst = 0;
         } else {
-            fprintf(stderr, "%s: %s: --%s wants a boolean, got \"%s\"\n", prog, source, o->name,
-                    v);
+            fprintf(stderr, "%s: %s: --%s wants a boolean, got \"%s\"\n", prog, source, o->name, v);
             return -1;
         }
         return 0;
@@ -162,5 +161,41 @@ int cm_config_write_ready(const char *path, const char *json)
         remove(tmp);
         return -1;
     }
+    return 0;
+}
+
+int cm_config_split_listen(const char *listen, char *host, size_t hcap, int *port)
+{
+    const char *colon, *h = listen;
+    size_t hlen;
+    if (!listen || !*listen)
+        return -1;
+    if (listen[0] == '[') {
+        const char *rb = strchr(listen, ']');
+        if (!rb || rb[1] != ':')
+            return -1;
+        h = listen + 1;
+        hlen = (size_t)(rb - h);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon)
+            return -1;
+        hlen = (size_t)(colon - listen);
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || p < 0 || p > 65535)
+        return -1;
+    if (hlen == 0) {
+        h = "0.0.0.0";
+        hlen = strlen(h);
+    }
+    if (hlen >= hcap)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (int)p;
     return 0;
 }

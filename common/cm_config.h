@@ -37,11 +37,14 @@ void cm_config_env_name(const char *flag, char *buf, size_t cap);
  * terminated, trailing newline stripped, length in *len), or -1. */
 int cm_config_read_file(const char *path, size_t max, char **out, size_t *len);
 
-
-
 /* Writes |json| to |path| atomically (temp file + rename) so a test harness or supervisor
  * polling for it never reads half of it. Used for --ready-file: every binary writes its bound
  * ports there once all listeners are up. No-op when |path| is NULL or empty. 0 or -1. */
 int cm_config_write_ready(const char *path, const char *json);
+
+/* Splits a listen address "host:port", "[v6]:port" or ":port" (":port" = all IPv4
+ * interfaces, host "0.0.0.0") into |host| (capacity |hcap|) and *|port| (0..65535; 0 = any
+ * free port). Returns 0, or -1 for anything else. */
+int cm_config_split_listen(const char *listen, char *host, size_t hcap, int *port);
 
 #endif

@@ -66,28 +66,6 @@ int64_t gw_backend_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static const char *code_name(int code)
-{
-    static const char *const names[] = {"OK",
-                                        "CANCELLED",
-                                        "UNKNOWN",
-                                        "INVALID_ARGUMENT",
-                                        "DEADLINE_EXCEEDED",
-                                        "NOT_FOUND",
-                                        "ALREADY_EXISTS",
-                                        "PERMISSION_DENIED",
-                                        "RESOURCE_EXHAUSTED",
-                                        "FAILED_PRECONDITION",
-                                        "ABORTED",
-                                        "OUT_OF_RANGE",
-                                        "UNIMPLEMENTED",
-                                        "INTERNAL",
-                                        "UNAVAILABLE",
-                                        "DATA_LOSS",
-                                        "UNAUTHENTICATED"};
-    return code >= 0 && code < (int)(sizeof(names) / sizeof(names[0])) ? names[code] : "OTHER";
-}
-
 /* Answers about the request (unknown id, wrong claim, bad field) are the backend working as
  * meant; only the rest says something about the backend's health. */
 static int is_backend_failure(int code)
@@ -111,7 +89,7 @@ void gw_backend_count_error(gw_backend_id_t be, int grpc_code)
 {
     char labels[96];
     snprintf(labels, sizeof(labels), "backend=\"%s\",code=\"%s\"", be_names[be],
-             code_name(grpc_code));
+             cm_rpc_code_name((grpc_status_code)grpc_code));
     cm_counter_t *c =
         cm_metrics_counter("gateway_backend_errors_total",
                            "Failed backend calls by backend and gRPC status code", labels);

@@ -16,6 +16,7 @@
 #include <event2/thread.h>
 #include <openssl/rand.h>
 
+#include "cm_config.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "gw_int.h"
@@ -495,31 +496,6 @@ static void loop_force_close(void *arg)
 
 /* ---- listeners ------------------------------------------------------------------------------ */
 
-static int parse_listen(const char *listen, char *host, size_t hcap, char *port, size_t pcap)
-{
-    const char *h = listen, *colon;
-    size_t hlen;
-    if (listen[0] == '[') {
-        const char *rb = strchr(listen, ']');
-        if (!rb || rb[1] != ':')
-            return -1;
-        h = listen + 1;
-        hlen = (size_t)(rb - h);
-        colon = rb + 1;
-    } else {
-        colon = strrchr(listen, ':');
-        if (!colon)
-            return -1;
-        hlen = (size_t)(colon - listen);
-    }
-    if (hlen >= hcap || strlen(colon + 1) >= pcap || !colon[1])
-        return -1;
-    memcpy(host, h, hlen);
-    host[hlen] = 0;
-    strcpy(port, colon + 1);
-    return 0;
-}
-
 /* Binds |n| SO_REUSEPORT listening sockets on |listen| (the kernel spreads connections over
  * them by hash, one per loop). Port 0 picks a free port for the first one. */
 static int bind_listeners(const char *addr, int n, int *fds, int *bound_port)
@@ -528,10 +504,12 @@ static int bind_listeners(const char *addr, int n, int *fds, int *bound_port)
     struct addrinfo hints = {0}, *ai = NULL;
     for (int i = 0; i < n; i++)
         fds[i] = -1;
-    if (parse_listen(addr, host, sizeof(host), port, sizeof(port)) != 0) {
+    int portnum;
+    if (cm_config_split_listen(addr, host, sizeof(host), &portnum) != 0) {
         CM_ERROR(NULL, "bad listen address %s (want host:port)", addr);
         return -1;
     }
+    snprintf(port, sizeof(port), "%d", portnum);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;

@@ -95,6 +95,26 @@ static void config_precedence(void **state)
     assert_string_equal(env, "TIGRESS_DATA_DIR");
 }
 
+static void split_listen(void **state)
+{
+    char host[64];
+    int port = -1;
+    assert_int_equal(cm_config_split_listen("127.0.0.1:8080", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 8080);
+    assert_int_equal(cm_config_split_listen("[::1]:0", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 0);
+    assert_int_equal(cm_config_split_listen(":9100", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "0.0.0.0");
+    assert_int_equal(port, 9100);
+    const char *bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:x", "1.2.3.4:65536",
+                         "[::1]8080", "h:-1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+        assert_int_equal(cm_config_split_listen(bad[i], host, sizeof(host), &port), -1);
+    assert_int_equal(cm_config_split_listen("averyveryverylonghostname:1", host, 8, &port), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -102,6 +122,7 @@ int main(void)
         cmocka_unit_test(b64_rejects),
         cmocka_unit_test(uuid_checks),
         cmocka_unit_test(config_precedence),
+        cmocka_unit_test(split_listen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
