@@ -61,11 +61,12 @@ void cm_logv(cm_log_level_t level, const char *request_id, const char *fmt, va_l
     gmtime_r(&ts.tv_sec, &tm);
 
     char line[3072];
-    size_t pos = (size_t)snprintf(line, sizeof(line),
-                                  "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\","
-                                  "\"service\":\"",
-                                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                                  tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, level_names[level]);
+    size_t pos =
+        (size_t)snprintf(line, sizeof(line),
+                         "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\","
+                         "\"service\":\"",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                         tm.tm_sec, ts.tv_nsec / 1000000, level_names[level]);
     pos = escape(line, sizeof(line), pos, service_name);
     pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "\",\"msg\":\"");
     pos = escape(line, sizeof(line), pos, msg);

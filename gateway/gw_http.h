@@ -27,7 +27,7 @@ const char *gw_req_query(const gw_req_t *r);  /* after '?', or "" */
 /* Request header by lowercase name; NULL when absent. With repeated headers, the first. */
 const char *gw_req_header(const gw_req_t *r, const char *lname);
 const uint8_t *gw_req_body(const gw_req_t *r, size_t *len); /* complete body; may be len 0 */
-int gw_req_has_body(const gw_req_t *r); /* a body was sent (even an empty chunked one) */
+int gw_req_has_body(const gw_req_t *r);         /* a body was sent (even an empty chunked one) */
 const char *gw_req_protocol(const gw_req_t *r); /* "h2", "h2c" or "http/1.1" */
 int gw_req_is_tls(const gw_req_t *r);
 /* Server-chosen id for logs and x-request-id to backends (never derived from the client). */

@@ -108,7 +108,7 @@ static void split_listen(void **state)
     assert_int_equal(cm_config_split_listen(":9100", host, sizeof(host), &port), 0);
     assert_string_equal(host, "0.0.0.0");
     assert_int_equal(port, 9100);
-    const char *bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:x", "1.2.3.4:65536",
+    const char *bad[] = {"",          "127.0.0.1", "127.0.0.1:", "127.0.0.1:x", "1.2.3.4:65536",
                          "[::1]8080", "h:-1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
         assert_int_equal(cm_config_split_listen(bad[i], host, sizeof(host), &port), -1);
@@ -118,10 +118,8 @@ static void split_listen(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(b64_roundtrip),
-        cmocka_unit_test(b64_rejects),
-        cmocka_unit_test(uuid_checks),
-        cmocka_unit_test(config_precedence),
+        cmocka_unit_test(b64_roundtrip), cmocka_unit_test(b64_rejects),
+        cmocka_unit_test(uuid_checks),   cmocka_unit_test(config_precedence),
         cmocka_unit_test(split_listen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
