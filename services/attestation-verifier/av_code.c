@@ -33,6 +33,7 @@ static const char *const names[AV_CODE_COUNT] = {
     [AV_CERT_EXPIRED] = "CERT_EXPIRED",
     [AV_CERT_NOT_YET_VALID] = "CERT_NOT_YET_VALID",
     [AV_INTERNAL] = "INTERNAL",
+    [AV_SELF_ATTESTATION_NOT_ALLOWED] = "SELF_ATTESTATION_NOT_ALLOWED",
 };
 
 const char *av_code_name(av_code_t c)

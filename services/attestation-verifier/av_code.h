@@ -39,6 +39,8 @@ typedef enum {
     AV_CERT_EXPIRED,               /* a certificate in the path expired at verify time */
     AV_CERT_NOT_YET_VALID,         /* a certificate in the path not yet valid at verify time */
     AV_INTERNAL,                   /* out of memory or library failure: not a verdict on input */
+    /* a valid statement without a certificate chain (packed self) while policy wants one */
+    AV_SELF_ATTESTATION_NOT_ALLOWED,
     AV_CODE_COUNT
 } av_code_t;
 

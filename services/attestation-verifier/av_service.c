@@ -81,6 +81,7 @@ static grpc_status_code verify(cm_rpc_call_t *call, void *user, const ProtobufCM
     req.require_uv = cfg->require_uv || rq->require_user_verification;
     req.formats = cfg->formats;
     req.nformats = cfg->nformats;
+    req.refuse_self = !cfg->allow_self_attestation;
     req.trust = cfg->trust;
 
     av_trust_t *own = NULL;

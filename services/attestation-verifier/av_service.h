@@ -21,7 +21,8 @@ typedef struct {
     size_t nformats;
     int require_uv;
     int allow_cross_origin;
-    int allow_test_overrides; /* honour VerifyRequest.test_* (tests only) */
+    int allow_test_overrides;   /* honour VerifyRequest.test_* (tests only) */
+    int allow_self_attestation; /* accept packed self (no certificate chain) */
 } av_service_cfg_t;
 
 /* Registers Verify on |s| (before cm_rpc_server_start). |cfg| must outlive the server.

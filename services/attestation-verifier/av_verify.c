@@ -131,6 +131,9 @@ static av_code_t run(const av_request_t *req, av_result_t *res)
     rc = fe->fn(&fc);
     res->att_type = fc.att_type ? fc.att_type : "";
     res->x509_err = fc.x509_err;
+    /* after the statement procedure, so a broken self statement keeps its own code */
+    if (rc == AV_OK && req->refuse_self && fc.att_type && strcmp(fc.att_type, "self") == 0)
+        rc = AV_SELF_ATTESTATION_NOT_ALLOWED;
     if (rc == AV_OK)
         memcpy(res->root_fp, fc.root_fp, sizeof(res->root_fp));
 out:

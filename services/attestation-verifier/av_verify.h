@@ -29,6 +29,10 @@ typedef struct {
     /* formats allowed by policy, names; NULL/0: every supported format */
     const char *const *formats;
     size_t nformats;
+    /* 1: a statement that verifies but has no certificate chain (packed self: signed by the
+     * credential key itself, so it proves nothing about the device) is
+     * SELF_ATTESTATION_NOT_ALLOWED. 0: accepted (the CLI judges case files). */
+    int refuse_self;
 } av_request_t;
 
 typedef struct {

@@ -73,7 +73,7 @@ int main(int argc, char **argv)
 {
     const char *listen, *admin_listen, *anchors_dir, *rp_id, *origin, *top_origins, *formats,
         *log_level, *ready_file;
-    int require_uv = 0, allow_cross = 0, test_overrides = 0;
+    int require_uv = 0, allow_cross = 0, test_overrides = 0, allow_self = 0;
     int64_t workers = 2, drain_ms = 5000;
     cm_opt_t opts[] = {
         {"listen", CM_OPT_STR, "127.0.0.1:7003", "gRPC listen address (port 0: ephemeral)",
@@ -99,6 +99,10 @@ int main(int argc, char **argv)
          "attestation formats accepted (at least one); others are UNSUPPORTED_FORMAT. `none` "
          "carries no signature and proves nothing about the device: list it only on purpose",
          &formats},
+        {"allow-self-attestation", CM_OPT_BOOL, "false",
+         "accept packed self attestation (no x5c: signed by the new credential key itself, so "
+         "it proves nothing about the device); otherwise it is SELF_ATTESTATION_NOT_ALLOWED",
+         &allow_self},
         {"allow-test-overrides", CM_OPT_BOOL, "false",
          "TESTS ONLY: honour VerifyRequest.test_* (fixed verify time, anchors, chain off)",
          &test_overrides},
@@ -182,6 +186,10 @@ int main(int argc, char **argv)
             CM_WARN(NULL, "--formats includes none: unsigned attestations are accepted, so "
                           "they prove nothing about the device");
     }
+    if (allow_self)
+        CM_WARN(NULL, "--allow-self-attestation is on: packed self attestations (signed only by "
+                      "the new credential key) are accepted, so they prove nothing about the "
+                      "device");
     if (!rp_id || !*rp_id)
         CM_WARN(NULL, "no --rp-id: requests that carry no rp_id (all of the gateway's) are "
                       "refused with UNAVAILABLE");
@@ -206,6 +214,7 @@ int main(int argc, char **argv)
         .require_uv = require_uv,
         .allow_cross_origin = allow_cross,
         .allow_test_overrides = test_overrides,
+        .allow_self_attestation = allow_self,
     };
     cm_rpc_server_opts_t sopts = {
         .listen = listen, .workers = (int)workers, .drain_timeout_ms = (int)drain_ms};

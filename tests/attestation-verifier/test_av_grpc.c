@@ -29,18 +29,21 @@
 /* The service's default --formats leaves out `none`; the shared vectors include `none` cases
  * with expected verdicts, so the runs that check them list every format explicitly. */
 #define ALL_FORMATS "--formats=apple,packed,tpm,android-key,fido-u2f,none"
+/* Likewise packed self attestations (no x5c) are refused by default; the vectors expect
+ * them judged on their statement. */
+#define SELF_OK "--allow-self-attestation=1"
 
 #define VERIFY_PATH "/tigress.attest.v1.AttestationVerifier/Verify"
 #define SERVICE "tigress.attest.v1.AttestationVerifier"
 
-static int start(th_proc_t *p, const char *extra1, const char *extra2)
+static int start3(th_proc_t *p, const char *extra1, const char *extra2, const char *extra3)
 {
     char bin[1024], anchors[1200];
     th_bin("attestation-verifier", bin, sizeof(bin));
     const char *src = getenv("TIGRESS_SRC_DIR");
     snprintf(anchors, sizeof(anchors), "--trust-anchors-dir=%s/services/attestation-verifier/roots",
              src ? src : ".");
-    char *argv[8];
+    char *argv[9];
     int n = 0;
     argv[n++] = bin;
     argv[n++] = "--listen=127.0.0.1:0";
@@ -50,8 +53,15 @@ static int start(th_proc_t *p, const char *extra1, const char *extra2)
         argv[n++] = (char *)extra1;
     if (extra2)
         argv[n++] = (char *)extra2;
+    if (extra3)
+        argv[n++] = (char *)extra3;
     argv[n] = NULL;
     return th_proc_start(p, argv, 20000);
+}
+
+static int start(th_proc_t *p, const char *extra1, const char *extra2)
+{
+    return start3(p, extra1, extra2, NULL);
 }
 
 static cm_rpc_channel_t *channel(const th_proc_t *p)
@@ -165,7 +175,7 @@ static void test_all_cases(void **state)
     int n = tc_load(&cases);
     assert_true(n >= 79);
     th_proc_t p;
-    assert_int_equal(start(&p, "--allow-test-overrides", ALL_FORMATS), 0);
+    assert_int_equal(start3(&p, "--allow-test-overrides", ALL_FORMATS, SELF_OK), 0);
     cm_rpc_channel_t *ch = channel(&p);
     for (int i = 0; i < n; i++) {
         tc_case_t *c = &cases[i];
@@ -457,7 +467,9 @@ static void test_formats_policy(void **state)
     tc_free(cases, n);
 }
 
-/* Service defaults: `none` (no signature) is not accepted unless listed; an empty --formats
+/* Service defaults: `none` (no signature) is not accepted unless listed, nor is a packed
+ * self attestation (signed by the new key itself) without --allow-self-attestation; an empty
+ * --formats
  * (read by the core as "all") does not start; without --rp-id a request that carries none is
  * a deployment error (UNAVAILABLE), not a verdict on the client's attestation. */
 static void test_default_formats(void **state)
@@ -477,13 +489,31 @@ static void test_default_formats(void **state)
     plain_verdict(ch, find(cases, n, "pyw-none-basic"), NULL, NULL, "UNSUPPORTED_FORMAT", 0);
     /* the other formats are still verified (the W3C CA is no configured anchor) */
     plain_verdict(ch, find(cases, n, "w3c-packed-es256"), NULL, NULL, "CHAIN_UNTRUSTED", 0);
-    plain_verdict(ch, find(cases, n, "w3c-packed-self-es256"), NULL, NULL, "OK", 1);
+    plain_verdict(ch, find(cases, n, "w3c-packed-self-es256"), NULL, NULL,
+                  "SELF_ATTESTATION_NOT_ALLOWED", 0);
+    /* the statement is still checked first: a broken one keeps its own code */
+    plain_verdict(ch, find(cases, n, "w3c-packed-self-bad-signature"), NULL, NULL,
+                  "SIGNATURE_INVALID", 0);
     cm_rpc_channel_del(ch);
     int ex = th_proc_stop(&p, SIGTERM, 10000);
     assert_true(WIFEXITED(ex) && WEXITSTATUS(ex) == 0);
     char *log = th_read_file(p.log_path, NULL);
     assert_non_null(log);
-    assert_null(strstr(log, "--formats includes none")); /* the warning is for opt-ins only */
+    /* the warnings are for opt-ins only */
+    assert_null(strstr(log, "--formats includes none"));
+    assert_null(strstr(log, "--allow-self-attestation is on"));
+    free(log);
+
+    assert_int_equal(start(&p, "--rp-id=example.org", SELF_OK), 0);
+    ch = channel(&p);
+    plain_verdict(ch, find(cases, n, "w3c-packed-self-es256"), NULL, NULL, "OK", 1);
+    plain_verdict(ch, find(cases, n, "w3c-none-es256"), NULL, NULL, "UNSUPPORTED_FORMAT", 0);
+    cm_rpc_channel_del(ch);
+    ex = th_proc_stop(&p, SIGTERM, 10000);
+    assert_true(WIFEXITED(ex) && WEXITSTATUS(ex) == 0);
+    log = th_read_file(p.log_path, NULL);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "--allow-self-attestation is on"));
     free(log);
 
     assert_int_equal(start(&p, "--formats=none", NULL), 0);
