@@ -235,8 +235,13 @@ static void test_draining_not_serving(void **state)
     pdt_sleep_ms(500); /* the delivery sits at the fake */
     assert_int_equal(http_status(t->admin_port, "/readyz"), 200);
     assert_int_equal(kill(t->pd.pid, SIGTERM), 0);
-    /* During the grace the admin listener is still up and says 503; gRPC health answers
-     * NOT_SERVING or is already closed (UNAVAILABLE, -1): never SERVING. */
+    /* The process needs a moment to take the signal: wait (bounded) until health stops
+     * answering SERVING... */
+    long long until = pdt_now_ms() + 2000;
+    while (cm_rpc_health_check(t->ch, SVC, 500) == 1 && pdt_now_ms() < until)
+        pdt_sleep_ms(10);
+    /* ...then, during the grace, the admin listener is still up and says 503; gRPC health
+     * answers NOT_SERVING or is already closed (UNAVAILABLE, -1): never SERVING again. */
     int saw503 = 0;
     for (int i = 0; i < 20; i++) {
         int h = cm_rpc_health_check(t->ch, SVC, 500);
