@@ -232,6 +232,21 @@ static void idem_put(rocksdb_writebatch_t *wb, const char *id, const uint8_t h[M
     free(v);
 }
 
+/* Ends a scan: frees the iterator and its read options, and reports an error the iteration
+ * hit (an iterator that stops early on an I/O error looks like the end of the range). */
+static int iter_close(rocksdb_iterator_t *it, rocksdb_readoptions_t *ro)
+{
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (!err)
+        return 0;
+    CM_ERROR(NULL, "rocksdb iterate: %s", err);
+    rocksdb_free(err);
+    return -1;
+}
+
 /* Queues deletes of every key of mailbox |id| into |wb|; *removed counts outbox entries. */
 static int wipe(ms_store_t *st, rocksdb_writebatch_t *wb, const char *id, int64_t expires_ms,
                 int *removed)
@@ -251,15 +266,8 @@ static int wipe(ms_store_t *st, rocksdb_writebatch_t *wb, const char *id, int64_
             (*removed)++;
         }
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    if (err) {
-        CM_ERROR(NULL, "rocksdb iterate: %s", err);
-        rocksdb_free(err);
+    if (iter_close(it, ro) != 0)
         return -1;
-    }
     rocksdb_writebatch_delete(wb, key, ms_key_expiry(key, expires_ms, id));
     return 0;
 }
@@ -859,16 +867,7 @@ int ms_store_sweep(ms_store_t *st, int64_t now, size_t batch, size_t *deleted)
         if (ms_key_parse_expiry(k, kl, &due[n].exp, due[n].id) == 0)
             n++;
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    int rc = n == batch ? 1 : 0;
-    if (err) {
-        CM_ERROR(NULL, "rocksdb iterate: %s", err);
-        rocksdb_free(err);
-        rc = -1;
-    }
+    int rc = iter_close(it, ro) != 0 ? -1 : n == batch ? 1 : 0;
     for (size_t i = 0; i < n && rc >= 0; i++) {
         pthread_mutex_t *mu = stripe(st, due[i].id);
         pthread_mutex_lock(mu);
@@ -936,13 +935,7 @@ int ms_store_outbox_read(ms_store_t *st, uint64_t from_seq, size_t max, ms_outbo
         memcpy(e->value, v + 1, e->len);
         (*n)++;
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    if (err) {
-        CM_ERROR(NULL, "rocksdb iterate: %s", err);
-        rocksdb_free(err);
+    if (iter_close(it, ro) != 0) {
         ms_outbox_entries_free(out, *n);
         *n = 0;
         return -1;
