@@ -30,6 +30,7 @@
 static const char *o_store_target, *o_store_shards, *o_push_target, *o_attest_target,
     *o_public_base_url, *o_attest_policy, *o_lb_policy;
 static int64_t o_backend_timeout_ms, o_max_ttl;
+static int o_store_batch;
 
 static cm_opt_t api_opts[] = {
     {"store-target", CM_OPT_STR, "127.0.0.1:7001", "mailbox-store gRPC target", &o_store_target},
@@ -53,6 +54,10 @@ static cm_opt_t api_opts[] = {
      "device attestation on Create/Update: off | verify-if-present | required", &o_attest_policy},
     {"lb-policy", CM_OPT_STR, NULL, "gRPC load-balancing policy for backends (round_robin in k8s)",
      &o_lb_policy},
+    {"store-batch", CM_OPT_BOOL, "1",
+     "send the store reads of one loop iteration as one MailboxStore/Batch call (0: one call "
+     "per read, for a store older than Batch)",
+     &o_store_batch},
 };
 
 cm_opt_t *gw_api_options(size_t *n)
@@ -121,6 +126,7 @@ int gw_api_start(int nloops)
         .attest_target = o_attest_target,
         .lb_policy = o_lb_policy,
         .timeout_ms = o_backend_timeout_ms,
+        .store_batch = o_store_batch,
     };
     if (gw_backend_start(&bc) != 0)
         return -1;

@@ -10,6 +10,7 @@
 #include "cm_metrics.h"
 #include "cm_shard.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "tigress/mailbox/v1/mailbox_store.pb-c.h"
 #include "tigress/push/v1/push_dispatch.pb-c.h"
 
 #define READY_TTL_MS 1000
@@ -109,6 +110,14 @@ int gw_backend_configured(gw_backend_id_t be)
     return be < GW_BE_COUNT && B.ch[be] != NULL;
 }
 
+/* The store shard of |key| (the mailbox id). */
+static size_t shard_for(const char *key)
+{
+    if (!B.shards || !key)
+        return 0;
+    return cm_shards_pick(B.shards, key, strlen(key));
+}
+
 /* The channel serving |be| for |key| (the mailbox id for the store). */
 static cm_rpc_channel_t *channel_for(gw_backend_id_t be, const char *key)
 {
@@ -116,9 +125,7 @@ static cm_rpc_channel_t *channel_for(gw_backend_id_t be, const char *key)
         return be < GW_BE_COUNT ? B.ch[be] : NULL;
     if (B.nstore == 0)
         return NULL;
-    if (!B.shards || !key)
-        return B.store[0];
-    return B.store[cm_shards_pick(B.shards, key, strlen(key))];
+    return B.store[shard_for(key)];
 }
 
 /* ---- calls ------------------------------------------------------------------------------- */
@@ -158,6 +165,203 @@ static void call_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *r
     }
 }
 
+/* ---- store read batches ------------------------------------------------------------------- */
+
+#define STORE_PREFIX "/tigress.mailbox.v1.MailboxStore/"
+#define BATCH_SLOTS 16
+
+/* One read waiting in, or travelling with, a batch. */
+typedef struct {
+    gw_req_t *r; /* not owned; alive while unanswered */
+    gw_backend_done_fn done;
+    void *arg;
+    const ProtobufCMessageDescriptor *resp_desc;
+    const char *method; /* static: the name after STORE_PREFIX */
+    uint8_t *req;       /* owned packed request; freed once the batch is sent */
+    size_t req_len;
+    int64_t started_ms;
+} bitem_t;
+
+/* The reads of one loop thread for one shard, from one loop iteration. */
+typedef struct {
+    size_t shard;
+    size_t n;
+    bitem_t items[GW_BACKEND_BATCH_MAX];
+    int64_t deadline_ms;                       /* the earliest of the items' deadlines */
+    cm_rpc_status_t st;                        /* of the Batch call */
+    Tigress__Mailbox__V1__BatchResponse *resp; /* owned once the call ended */
+} batch_t;
+
+/* Per loop thread: the batches being filled in this iteration (owned; NULL between iterations:
+ * a sent batch belongs to its call) and whether the flush is already deferred. */
+static __thread batch_t *tl_batch[BATCH_SLOTS];
+static __thread int tl_flush_deferred;
+
+/* Answers each read of a finished batch, on the loop thread that filled it. The first item's
+ * request is held by the post; the others are alive because they are still unanswered, and
+ * none is touched after its |done| ran. */
+static void batch_run(void *p)
+{
+    batch_t *b = p;
+    int64_t now = gw_backend_now_ms();
+    int whole_ok = b->st.code == GRPC_STATUS_OK && b->resp && b->resp->n_results == b->n;
+    if (b->st.code == GRPC_STATUS_OK && !whole_ok)
+        CM_ERROR(NULL, "gateway: store batch answered %zu results for %zu calls",
+                 b->resp ? b->resp->n_results : 0, b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        bitem_t *it = &b->items[i];
+        cm_rpc_status_t st = b->st;
+        ProtobufCMessage *resp = NULL;
+        if (!whole_ok && st.code == GRPC_STATUS_OK) {
+            st.code = GRPC_STATUS_INTERNAL;
+            snprintf(st.message, sizeof(st.message), "batch answer malformed");
+        } else if (whole_ok) {
+            const Tigress__Mailbox__V1__BatchResult *res = b->resp->results[i];
+            st.code = (grpc_status_code)res->code;
+            snprintf(st.message, sizeof(st.message), "%s", res->message ? res->message : "");
+            if (st.code == GRPC_STATUS_OK) {
+                resp = protobuf_c_message_unpack(it->resp_desc, NULL, res->response.len,
+                                                 res->response.data);
+                if (!resp) {
+                    st.code = GRPC_STATUS_INTERNAL;
+                    snprintf(st.message, sizeof(st.message), "response unreadable");
+                }
+            }
+        }
+        if (B.latency[GW_BE_STORE])
+            cm_histogram_observe(B.latency[GW_BE_STORE], (double)(now - it->started_ms) / 1e3);
+        if (is_backend_failure(st.code))
+            gw_backend_count_error(GW_BE_STORE, st.code);
+        it->done(it->arg, &st, resp);
+    }
+    if (b->resp)
+        protobuf_c_message_free_unpacked(&b->resp->base, NULL);
+    free(b);
+}
+
+static void batch_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *resp)
+{
+    batch_t *b = user;
+    b->st = *st;
+    b->resp = (Tigress__Mailbox__V1__BatchResponse *)resp;
+    if (gw_req_post(b->items[0].r, batch_run, b) != 0) {
+        /* the loop is gone (shutdown): nobody can answer these requests any more */
+        if (resp)
+            protobuf_c_message_free_unpacked(resp, NULL);
+        free(b);
+    }
+}
+
+/* Sends |b|, which then belongs to its call; when it cannot start, every read gets
+ * UNAVAILABLE here, on the loop thread (their gw_backend_call had returned 0). */
+static void batch_send(batch_t *b)
+{
+    Tigress__Mailbox__V1__BatchCall calls[GW_BACKEND_BATCH_MAX], *pcalls[GW_BACKEND_BATCH_MAX];
+    for (size_t i = 0; i < b->n; i++) {
+        calls[i] = (Tigress__Mailbox__V1__BatchCall)TIGRESS__MAILBOX__V1__BATCH_CALL__INIT;
+        calls[i].method = (char *)b->items[i].method;
+        calls[i].request.data = b->items[i].req;
+        calls[i].request.len = b->items[i].req_len;
+        calls[i].request_id = (char *)gw_req_id(b->items[i].r);
+        pcalls[i] = &calls[i];
+    }
+    Tigress__Mailbox__V1__BatchRequest breq = TIGRESS__MAILBOX__V1__BATCH_REQUEST__INIT;
+    breq.calls = pcalls;
+    breq.n_calls = b->n;
+    int64_t left = b->deadline_ms - gw_backend_now_ms();
+    cm_rpc_call_opts_t opts = {.timeout_ms = left > 0 ? left : 1,
+                               .request_id = gw_req_id(b->items[0].r)};
+    cm_rpc_channel_t *ch = B.started && b->shard < B.nstore ? B.store[b->shard] : NULL;
+    int rc = ch ? cm_rpc_call_async(B.async, ch, STORE_PREFIX "Batch", &breq.base,
+                                    &tigress__mailbox__v1__batch_response__descriptor, &opts,
+                                    batch_done, b)
+                : -1;
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->items[i].req);
+        b->items[i].req = NULL;
+    }
+    if (rc != 0) {
+        b->st.code = GRPC_STATUS_UNAVAILABLE;
+        snprintf(b->st.message, sizeof(b->st.message), "store unreachable");
+        batch_run(b);
+    }
+}
+
+/* Deferred to the end of the loop iteration: sends what this thread collected. */
+static void batch_flush(void *unused)
+{
+    (void)unused;
+    tl_flush_deferred = 0;
+    for (size_t i = 0; i < BATCH_SLOTS; i++) {
+        batch_t *b = tl_batch[i];
+        tl_batch[i] = NULL;
+        if (b)
+            batch_send(b);
+    }
+}
+
+/* Adds a store read to this thread's batch for |key|'s shard. 0, or -1 (nothing queued). */
+static int batch_add(const char *key, gw_req_t *r, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, int64_t deadline_ms,
+                     gw_backend_done_fn done, void *arg)
+{
+    size_t shard = shard_for(key), slot = shard % BATCH_SLOTS;
+    batch_t *b = tl_batch[slot];
+    if (b && b->shard != shard) { /* another shard on this slot (> BATCH_SLOTS shards) */
+        tl_batch[slot] = NULL;
+        batch_send(b);
+        b = NULL;
+    }
+    if (!b) {
+        b = calloc(1, sizeof(*b));
+        if (!b)
+            return -1;
+        b->shard = shard;
+        b->deadline_ms = deadline_ms;
+    }
+    bitem_t *it = &b->items[b->n];
+    it->req_len = protobuf_c_message_get_packed_size(req);
+    it->req = malloc(it->req_len ? it->req_len : 1);
+    if (!it->req) {
+        if (b->n == 0)
+            free(b);
+        return -1;
+    }
+    protobuf_c_message_pack(req, it->req);
+    if (!tl_flush_deferred) {
+        if (gw_req_defer(r, batch_flush, NULL) != 0) {
+            free(it->req);
+            it->req = NULL;
+            if (b->n == 0)
+                free(b);
+            return -1;
+        }
+        tl_flush_deferred = 1;
+    }
+    it->r = r;
+    it->done = done;
+    it->arg = arg;
+    it->resp_desc = resp_desc;
+    it->method = method + strlen(STORE_PREFIX);
+    it->started_ms = gw_backend_now_ms();
+    if (deadline_ms < b->deadline_ms)
+        b->deadline_ms = deadline_ms;
+    b->n++;
+    if (b->n == GW_BACKEND_BATCH_MAX) {
+        tl_batch[slot] = NULL;
+        batch_send(b);
+    } else {
+        tl_batch[slot] = b;
+    }
+    return 0;
+}
+
+static int is_batched_read(const char *method)
+{
+    return strcmp(method, STORE_PREFIX "ReadDisplay") == 0 ||
+           strcmp(method, STORE_PREFIX "ReadSecure") == 0;
+}
+
 int gw_backend_call(gw_backend_id_t be, const char *key, gw_req_t *r, const char *method,
                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
                     int64_t deadline_ms, gw_backend_done_fn done, void *arg)
@@ -165,6 +369,8 @@ int gw_backend_call(gw_backend_id_t be, const char *key, gw_req_t *r, const char
     cm_rpc_channel_t *ch = B.started ? channel_for(be, key) : NULL;
     if (!ch)
         return -1;
+    if (be == GW_BE_STORE && B.cfg.store_batch && is_batched_read(method))
+        return batch_add(key, r, method, req, resp_desc, deadline_ms, done, arg);
     hop_t *h = calloc(1, sizeof(*h));
     if (!h)
         return -1;

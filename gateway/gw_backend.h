@@ -24,6 +24,7 @@ typedef struct {
     const char *attest_target; /* "" or NULL: no verifier */
     const char *lb_policy;     /* "" or NULL: gRPC default */
     int64_t timeout_ms;        /* deadline of the cache refresh calls */
+    int store_batch; /* 1: coalesce store reads per loop iteration (see gw_backend_call) */
 } gw_backend_config_t;
 
 /* Opens the channels and the poller and starts a first push-support refresh. 0 or -1. */
@@ -46,7 +47,16 @@ typedef void (*gw_backend_done_fn)(void *arg, const cm_rpc_status_t *st, Protobu
  * return. |key| picks the store shard: the canonical lowercase mailbox id (ignored for other
  * backends; may be NULL there). Returns 0 (|done| will run on |r|'s loop), or -1 when the call
  * could not start
- * (backend not configured, gateway stopping): |done| never runs. */
+ * (backend not configured, gateway stopping): |done| never runs.
+ *
+ * With |store_batch|, the store reads (ReadDisplay, ReadSecure) a loop thread starts during one
+ * iteration of its loop are sent together, at the end of that iteration, as one
+ * MailboxStore/Batch call per shard (at most GW_BACKEND_BATCH_MAX each): one gRPC call instead
+ * of many, the cost that dominates a read (gateway/PERF.md). Nothing waits for a batch to fill;
+ * each read keeps its own status, deadline, latency metric and |done|. Must then be called on
+ * |r|'s loop thread (the API always is). When a full batch cannot be sent, its reads get
+ * UNAVAILABLE through |done| before this returns (0). */
+#define GW_BACKEND_BATCH_MAX 64
 int gw_backend_call(gw_backend_id_t be, const char *key, gw_req_t *r, const char *method,
                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
                     int64_t deadline_ms, gw_backend_done_fn done, void *arg);

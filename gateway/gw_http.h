@@ -47,6 +47,11 @@ int gw_req_cancelled(const gw_req_t *r);
  * |fn| has run. Returns 0, or -1 when the loop is gone (then |fn| never runs). */
 int gw_req_post(gw_req_t *r, void (*fn)(void *arg), void *arg);
 
+/* Runs |fn(arg)| on |r|'s loop thread once the events of the current loop iteration have been
+ * handled (before the loop waits again). Only from |r|'s loop thread. Holds |r| alive until
+ * |fn| has run. Returns 0, or -1 when the loop is gone (then |fn| never runs). */
+int gw_req_defer(gw_req_t *r, void (*fn)(void *arg), void *arg);
+
 /* ---- provided by the API ----------------------------------------------------------------- */
 
 /* Handles one complete request. Called on the connection's loop thread. */

@@ -49,13 +49,15 @@ struct gw_loop {
     struct event_base *base; /* owned */
     pthread_t thread;
     int thread_started;
-    struct evconnlistener *lis[2];    /* owned; [0] cleartext, [1] TLS; NULL once draining */
-    struct event *post_ev;            /* owned; user event run by gw_req_post() */
-    struct event *tick_ev;            /* owned; periodic timeout scan */
-    pthread_mutex_t mu;               /* guards post_head/post_tail/closed */
-    gw_post_t *post_head, *post_tail; /* owned queue */
-    int closed;                       /* loop exited: posts are refused */
-    gw_conn_t *conns;                 /* list of live connections (owned) */
+    struct evconnlistener *lis[2];      /* owned; [0] cleartext, [1] TLS; NULL once draining */
+    struct event *post_ev;              /* owned; user event run by gw_req_post() */
+    struct event *tick_ev;              /* owned; periodic timeout scan */
+    struct event *defer_ev;             /* owned; zero timeout that runs the deferred list */
+    gw_post_t *defer_head, *defer_tail; /* owned queue of gw_req_defer(); loop thread only */
+    pthread_mutex_t mu;                 /* guards post_head/post_tail/closed */
+    gw_post_t *post_head, *post_tail;   /* owned queue */
+    int closed;                         /* loop exited: posts are refused */
+    gw_conn_t *conns;                   /* list of live connections (owned) */
     int draining;
     uint32_t rid_prefix;
     uint32_t rid_seq;
@@ -142,6 +144,8 @@ void gw_conn_close_after_flush(gw_conn_t *c, int linger);
 int gw_loop_call(gw_loop_t *l, void (*fn)(void *), void *arg);
 /* Same, holding |r| alive (npost) until |fn| ran; |r| may be NULL. */
 int gw_loop_post_req(gw_loop_t *l, gw_req_t *r, void (*fn)(void *), void *arg);
+/* gw_req_defer() on |l|; loop thread only. */
+int gw_loop_defer_req(gw_loop_t *l, gw_req_t *r, void (*fn)(void *), void *arg);
 
 /* Test and fuzz hook: a loop without threads or listeners; run it with event_base_loop. */
 gw_loop_t *gw_loop_new_detached(const gw_server_config_t *cfg);

@@ -425,3 +425,13 @@ int gw_req_post(gw_req_t *r, void (*fn)(void *arg), void *arg)
     }
     return 0;
 }
+
+int gw_req_defer(gw_req_t *r, void (*fn)(void *arg), void *arg)
+{
+    atomic_fetch_add(&r->npost, 1);
+    if (gw_loop_defer_req(r->loop, r, fn, arg) != 0) {
+        atomic_fetch_sub(&r->npost, 1);
+        return -1;
+    }
+    return 0;
+}

@@ -360,6 +360,49 @@ int gw_loop_post_req(gw_loop_t *l, gw_req_t *r, void (*fn)(void *), void *arg)
     return 0;
 }
 
+/* A zero timeout fires after the events already active in this iteration: what they deferred
+ * runs once they are all handled. */
+static void defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    gw_loop_t *l = arg;
+    (void)fd;
+    (void)what;
+    while (l->defer_head) {
+        gw_post_t *p = l->defer_head;
+        l->defer_head = l->defer_tail = NULL;
+        while (p) {
+            gw_post_t *next = p->next;
+            p->fn(p->arg);
+            atomic_fetch_sub(&p->req->npost, 1);
+            gw_req_maybe_free(p->req);
+            free(p);
+            p = next;
+        }
+    }
+}
+
+int gw_loop_defer_req(gw_loop_t *l, gw_req_t *r, void (*fn)(void *), void *arg)
+{
+    if (l->closed)
+        return -1;
+    gw_post_t *p = malloc(sizeof(*p));
+    if (!p)
+        return -1;
+    p->next = NULL;
+    p->req = r;
+    p->fn = fn;
+    p->arg = arg;
+    if (l->defer_tail) {
+        l->defer_tail->next = p;
+    } else {
+        l->defer_head = p;
+        static const struct timeval zero = {0, 0};
+        event_add(l->defer_ev, &zero);
+    }
+    l->defer_tail = p;
+    return 0;
+}
+
 int gw_loop_call(gw_loop_t *l, void (*fn)(void *), void *arg)
 {
     return gw_loop_post_req(l, NULL, fn, arg);
@@ -379,7 +422,8 @@ static gw_loop_t *loop_new(gw_server_t *s, const gw_server_config_t *cfg, int id
         goto fail;
     l->post_ev = event_new(l->base, -1, 0, post_cb, l);
     l->tick_ev = event_new(l->base, -1, EV_PERSIST, tick_cb, l);
-    if (!l->post_ev || !l->tick_ev)
+    l->defer_ev = event_new(l->base, -1, 0, defer_cb, l);
+    if (!l->post_ev || !l->tick_ev || !l->defer_ev)
         goto fail;
     struct timeval tv = {0, TICK_MS * 1000};
     event_add(l->tick_ev, &tv);
@@ -391,6 +435,8 @@ fail:
         event_free(l->post_ev);
     if (l->tick_ev)
         event_free(l->tick_ev);
+    if (l->defer_ev)
+        event_free(l->defer_ev);
     if (l->base)
         event_base_free(l->base);
     pthread_mutex_destroy(&l->mu);
@@ -403,12 +449,13 @@ fail:
 static void loop_close_queue(gw_loop_t *l)
 {
     for (;;) {
+        defer_cb(-1, 0, l);
         pthread_mutex_lock(&l->mu);
         gw_post_t *p = l->post_head;
-        if (!p)
+        if (!p && !l->defer_head)
             l->closed = 1;
         pthread_mutex_unlock(&l->mu);
-        if (!p)
+        if (l->closed)
             return;
         post_cb(-1, 0, l);
     }
@@ -427,6 +474,7 @@ static void loop_free(gw_loop_t *l)
             evconnlistener_free(l->lis[i]);
     event_free(l->post_ev);
     event_free(l->tick_ev);
+    event_free(l->defer_ev);
     event_base_free(l->base);
     pthread_mutex_destroy(&l->mu);
     free(l);

@@ -38,6 +38,10 @@ static const method_t METHODS[] = {
 };
 #define NMETHODS (sizeof(METHODS) / sizeof(METHODS[0]))
 
+/* A Batch carries at most this many calls: the gateway sends what one loop iteration produced,
+ * far fewer; the cap bounds one handler's run. */
+#define MS_BATCH_MAX 256
+
 static const char *CODE_NAMES[NCODES] = {
     "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
     "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
@@ -52,6 +56,7 @@ typedef struct {
 
 /* One per method; the process has one store service. */
 static binding_t g_bindings[NMETHODS];
+static binding_t g_batch_binding;
 
 static void count(binding_t *b, grpc_status_code code)
 {
@@ -103,8 +108,79 @@ static grpc_status_code handle(cm_rpc_call_t *call, void *user, const ProtobufCM
     return code;
 }
 
+/* One call of a Batch: the same operation and counting as the unary method, with the packed
+ * request and response passed through as bytes (the store keeps responses packed already). */
+static void batch_one(cm_rpc_call_t *call, const Tigress__Mailbox__V1__BatchCall *in,
+                      Tigress__Mailbox__V1__BatchResult *out)
+{
+    binding_t *b = NULL;
+    for (size_t i = 0; i < NMETHODS; i++) {
+        const char *name = strrchr(METHODS[i].path, '/') + 1;
+        if (in->method && strcmp(in->method, name) == 0)
+            b = &g_bindings[i];
+    }
+    if (!b) {
+        out->code = GRPC_STATUS_UNIMPLEMENTED;
+        out->message = "unknown method in batch";
+        return;
+    }
+    ProtobufCAllocator a = {call_alloc, call_free, call};
+    ProtobufCMessage *req =
+        protobuf_c_message_unpack(b->m->req, &a, in->request.len, in->request.data);
+    if (!req) {
+        out->code = GRPC_STATUS_INVALID_ARGUMENT;
+        out->message = "request unreadable";
+        count(b, GRPC_STATUS_INVALID_ARGUMENT);
+        return;
+    }
+    ms_result_t res;
+    b->m->fn(b->st, req, &res);
+    out->code = res.code;
+    if (res.code != GRPC_STATUS_OK) {
+        out->message = cm_rpc_strdup(call, res.msg);
+        CM_DEBUG(in->request_id && *in->request_id ? in->request_id : cm_rpc_request_id(call),
+                 "%s: %s", b->m->label, res.msg);
+    } else {
+        out->response.data = cm_rpc_memdup(call, res.resp, res.resp_len);
+        out->response.len = res.resp_len;
+    }
+    ms_result_free(&res);
+    count(b, (grpc_status_code)out->code);
+}
+
+static grpc_status_code handle_batch(cm_rpc_call_t *call, void *user, const ProtobufCMessage *req,
+                                     ProtobufCMessage *resp)
+{
+    binding_t *bb = user;
+    const Tigress__Mailbox__V1__BatchRequest *in = (const void *)req;
+    Tigress__Mailbox__V1__BatchResponse *out = (void *)resp;
+    if (in->n_calls > MS_BATCH_MAX) {
+        count(bb, GRPC_STATUS_INVALID_ARGUMENT);
+        return cm_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "more than %d calls in a batch",
+                           MS_BATCH_MAX);
+    }
+    out->n_results = in->n_calls;
+    out->results = cm_rpc_alloc(call, (in->n_calls ? in->n_calls : 1) * sizeof(*out->results));
+    for (size_t i = 0; i < in->n_calls; i++) {
+        Tigress__Mailbox__V1__BatchResult *r = cm_rpc_alloc(call, sizeof(*r));
+        *r = (Tigress__Mailbox__V1__BatchResult)TIGRESS__MAILBOX__V1__BATCH_RESULT__INIT;
+        batch_one(call, in->calls[i], r);
+        out->results[i] = r;
+    }
+    count(bb, GRPC_STATUS_OK);
+    return GRPC_STATUS_OK;
+}
+
 int ms_service_register(cm_rpc_server_t *srv, ms_store_t *st)
 {
+    static const method_t batch = {"/" MS_SERVICE_NAME "/Batch", "batch",
+                                   &tigress__mailbox__v1__batch_request__descriptor,
+                                   &tigress__mailbox__v1__batch_response__descriptor, NULL};
+    g_batch_binding.st = st;
+    g_batch_binding.m = &batch;
+    if (cm_rpc_server_add_method(srv, batch.path, batch.req, batch.resp, handle_batch,
+                                 &g_batch_binding) != 0)
+        return -1;
     for (size_t i = 0; i < NMETHODS; i++) {
         g_bindings[i].st = st;
         g_bindings[i].m = &METHODS[i];

@@ -9,8 +9,8 @@
 
 #define MS_SERVICE_NAME "tigress.mailbox.v1.MailboxStore"
 
-/* Registers the six methods on |srv| (before cm_rpc_server_start). |st| must outlive |srv|.
- * Returns 0 or -1. */
+/* Registers the six methods and Batch (several of them in one call) on |srv| (before
+ * cm_rpc_server_start). |st| must outlive |srv|. Returns 0 or -1. */
 int ms_service_register(cm_rpc_server_t *srv, ms_store_t *st);
 
 #endif
