@@ -128,9 +128,9 @@ static void batch_one(cm_rpc_call_t *call, const Tigress__Mailbox__V1__BatchCall
     ProtobufCMessage *req =
         protobuf_c_message_unpack(b->m->req, &a, in->request.len, in->request.data);
     if (!req) {
+        /* not counted, as the unary path rejects it before the handler */
         out->code = GRPC_STATUS_INVALID_ARGUMENT;
-        out->message = "request unreadable";
-        count(b, GRPC_STATUS_INVALID_ARGUMENT);
+        out->message = "malformed request message";
         return;
     }
     ms_result_t res;
@@ -164,7 +164,13 @@ static grpc_status_code handle_batch(cm_rpc_call_t *call, void *user, const Prot
     for (size_t i = 0; i < in->n_calls; i++) {
         Tigress__Mailbox__V1__BatchResult *r = cm_rpc_alloc(call, sizeof(*r));
         *r = (Tigress__Mailbox__V1__BatchResult)TIGRESS__MAILBOX__V1__BATCH_RESULT__INIT;
-        batch_one(call, in->calls[i], r);
+        if (cm_rpc_remaining_ms(call) <= 0) {
+            /* nobody will read the answer: run no further operation for it */
+            r->code = GRPC_STATUS_DEADLINE_EXCEEDED;
+            r->message = "deadline exceeded";
+        } else {
+            batch_one(call, in->calls[i], r);
+        }
         out->results[i] = r;
     }
     count(bb, GRPC_STATUS_OK);

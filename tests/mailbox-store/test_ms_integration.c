@@ -107,20 +107,28 @@ static int teardown(void **state)
 
 /* ---- calls ---- */
 
-static int call(fx_t *fx, const char *method, const ProtobufCMessage *req,
-                const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp)
+/* A unary call of |method|; the whole status (code and message) in *st. */
+static int call_st(fx_t *fx, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp,
+                   cm_rpc_status_t *st)
 {
     char path[128];
     snprintf(path, sizeof(path), SVC "%s", method);
     cm_rpc_call_opts_t o = {.timeout_ms = CALL_MS, .request_id = "test"};
-    cm_rpc_status_t st;
     ProtobufCMessage *r = NULL;
-    cm_rpc_call(fx->ch, path, req, rd, &o, &r, &st);
+    cm_rpc_call(fx->ch, path, req, rd, &o, &r, st);
     if (resp)
         *resp = r;
     else if (r)
         protobuf_c_message_free_unpacked(r, NULL);
-    return st.code;
+    return st->code;
+}
+
+static int call(fx_t *fx, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp)
+{
+    cm_rpc_status_t st;
+    return call_st(fx, method, req, rd, resp, &st);
 }
 
 static const ms_treq_content_t CONTENT = {.data = "secret-bytes",
@@ -497,6 +505,293 @@ static void health_unknown_metrics(void **state)
     assert_non_null(strstr(m, " 200 "));
     free(m);
     store_stop(fx);
+}
+
+/* ---- Batch: several calls in one round trip, each answered as its unary twin ---- */
+
+typedef Tigress__Mailbox__V1__BatchCall bcall_t;
+typedef Tigress__Mailbox__V1__BatchResult bres_t;
+typedef Tigress__Mailbox__V1__BatchResponse bresp_t;
+
+/* A call of |method| carrying |n| raw request bytes (copied; bcalls_free frees them). */
+static void bc_raw(bcall_t *c, const char *method, const void *bytes, size_t n)
+{
+    *c = (bcall_t)TIGRESS__MAILBOX__V1__BATCH_CALL__INIT;
+    c->method = (char *)method;
+    c->request_id = "batch-test";
+    c->request.data = malloc(n ? n : 1);
+    memcpy(c->request.data, bytes, n);
+    c->request.len = n;
+}
+
+/* A call of |method| carrying |req| serialized. */
+static void bc_msg(bcall_t *c, const char *method, const ProtobufCMessage *req)
+{
+    size_t n = protobuf_c_message_get_packed_size(req);
+    uint8_t *b = malloc(n ? n : 1);
+    assert_int_equal(protobuf_c_message_pack(req, b), n);
+    bc_raw(c, method, b, n);
+    free(b);
+}
+
+static void bcalls_free(bcall_t *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(c[i].request.data);
+}
+
+static int batch(fx_t *fx, bcall_t *calls, size_t n, bresp_t **out, cm_rpc_status_t *st)
+{
+    bcall_t **pp = calloc(n ? n : 1, sizeof(*pp));
+    for (size_t i = 0; i < n; i++)
+        pp[i] = &calls[i];
+    Tigress__Mailbox__V1__BatchRequest r = TIGRESS__MAILBOX__V1__BATCH_REQUEST__INIT;
+    r.n_calls = n;
+    r.calls = pp;
+    int code = call_st(fx, "Batch", &r.base, &tigress__mailbox__v1__batch_response__descriptor,
+                       (ProtobufCMessage **)out, st);
+    free(pp);
+    return code;
+}
+
+/* Result |r| must be what the unary call of |method| with |req| answers now: same code, and
+ * the same response bytes on OK. The store's own refusals carry the same message too; with
+ * |same_msg| 0 (the RPC layer answers the unary call: unknown method, unreadable request) only
+ * the code is compared. */
+static void same_as_unary(fx_t *fx, const bres_t *r, const char *method,
+                          const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                          int same_msg)
+{
+    cm_rpc_status_t st;
+    ProtobufCMessage *u = NULL;
+    call_st(fx, method, req, rd, &u, &st);
+    assert_int_equal(r->code, st.code);
+    if (st.code == GRPC_STATUS_OK) {
+        size_t n = protobuf_c_message_get_packed_size(u);
+        uint8_t *b = malloc(n ? n : 1);
+        protobuf_c_message_pack(u, b);
+        assert_int_equal(r->response.len, n);
+        assert_memory_equal(r->response.data, b, n);
+        assert_string_equal(r->message, "");
+        free(b);
+        protobuf_c_message_free_unpacked(u, NULL);
+    } else {
+        assert_null(u);
+        assert_int_equal(r->response.len, 0);
+        assert_true(r->message[0] != '\0');
+        if (same_msg)
+            assert_string_equal(r->message, st.message);
+    }
+}
+
+static void check_secure(const bres_t *r)
+{
+    assert_int_equal(r->code, GRPC_STATUS_OK);
+    Tigress__Mailbox__V1__ReadSecureResponse *s =
+        tigress__mailbox__v1__read_secure_response__unpack(NULL, r->response.len, r->response.data);
+    assert_non_null(s);
+    assert_false(s->duplicate);
+    assert_string_equal(s->display->title, "Hotel Pass");
+    assert_string_equal(s->payload->type, "AES128");
+    assert_int_equal(s->payload->data.len, strlen(CONTENT.data));
+    assert_memory_equal(s->payload->data.data, CONTENT.data, strlen(CONTENT.data));
+    tigress__mailbox__v1__read_secure_response__free_unpacked(s, NULL);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void metric_has(const char *m, const char *line)
+{
+    if (!strstr(m, line))
+        fail_msg("metrics lack \"%s\"", line);
+}
+
+static void batch_calls(void **state)
+{
+    fx_t *fx = *state;
+    long long start = th_now_ms();
+    cm_rpc_status_t st;
+    bresp_t *resp = NULL;
+    char id[37], unknown[37];
+    new_id(id);
+    new_id(unknown);
+    assert_int_equal(create(fx, id, CLAIM_A, "", "", 600, NULL, NULL), 0);
+
+    /* (4) a Create in a batch is a Create: synced (survives kill -9), visible to unary reads,
+     * and its idempotency record answers a unary retry and a batched retry alike. First, so
+     * that every batch below runs in the process that stops cleanly (sanitizers check it). */
+    char made[37];
+    new_id(made);
+    ms_treq_create_t cr;
+    ms_treq_create(&cr, &CONTENT, made, CLAIM_A, "bc-1", "", 600, NULL, NULL);
+    bcall_t one;
+    bc_msg(&one, "Create", &cr.req.base);
+    int64_t t0 = now_ms();
+    assert_int_equal(batch(fx, &one, 1, &resp, &st), GRPC_STATUS_OK);
+    assert_int_equal(resp->n_results, 1);
+    assert_int_equal(resp->results[0]->code, GRPC_STATUS_OK);
+    Tigress__Mailbox__V1__CreateResponse *cresp = tigress__mailbox__v1__create_response__unpack(
+        NULL, resp->results[0]->response.len, resp->results[0]->response.data);
+    assert_non_null(cresp);
+    assert_string_equal(cresp->mailbox_id, made);
+    assert_false(cresp->duplicate);
+    assert_true(cresp->expires_at_ms >= t0 + 600000 - 5000 &&
+                cresp->expires_at_ms <= now_ms() + 600000);
+    tigress__mailbox__v1__create_response__free_unpacked(cresp, NULL);
+    tigress__mailbox__v1__batch_response__free_unpacked(resp, NULL);
+    channel_drop(fx);
+    th_proc_kill9(&fx->proc);
+    store_start(fx);
+    assert_int_equal(read_display(fx, made), 0);
+    int dup = -1;
+    assert_int_equal(create(fx, made, CLAIM_A, "bc-1", "", 600, NULL, &dup), 0);
+    assert_true(dup);
+    assert_int_equal(batch(fx, &one, 1, &resp, &st), GRPC_STATUS_OK);
+    same_as_unary(fx, resp->results[0], "Create", &cr.req.base,
+                  &tigress__mailbox__v1__create_response__descriptor, 1);
+    tigress__mailbox__v1__batch_response__free_unpacked(resp, NULL);
+    bcalls_free(&one, 1);
+    assert_int_equal(create(fx, made, CLAIM_B, "", "", 600, NULL, NULL),
+                     GRPC_STATUS_ALREADY_EXISTS);
+
+    /* (1) one batch of reads, bindings and failures, answered in order */
+    Tigress__Mailbox__V1__ReadDisplayRequest rd = TIGRESS__MAILBOX__V1__READ_DISPLAY_REQUEST__INIT,
+                                             rd_unknown = rd;
+    rd.mailbox_id = id;
+    rd_unknown.mailbox_id = unknown;
+    Tigress__Mailbox__V1__ReadSecureRequest rs_a = TIGRESS__MAILBOX__V1__READ_SECURE_REQUEST__INIT,
+                                            rs_b = rs_a, rs_c = rs_a;
+    rs_a.mailbox_id = rs_b.mailbox_id = rs_c.mailbox_id = id;
+    rs_a.device_claim = CLAIM_A; /* the creator: does not bind */
+    rs_b.device_claim = CLAIM_B; /* first other device: binds */
+    rs_c.device_claim = CLAIM_C; /* a third one: refused */
+    /* 08 01 (field 1, varint): a ReadDisplayRequest's field 1 is a string, so unreadable */
+    Tigress__Mailbox__V1__CreateResponse not_rd = TIGRESS__MAILBOX__V1__CREATE_RESPONSE__INIT;
+    not_rd.duplicate = 1;
+    static const uint8_t truncated[] = {0x0a, 0x40, 'a', 'b'}; /* string runs past the end */
+    Tigress__Mailbox__V1__BatchRequest nested = TIGRESS__MAILBOX__V1__BATCH_REQUEST__INIT;
+    enum { N = 11 };
+    bcall_t c[N];
+    bc_msg(&c[0], "ReadDisplay", &rd.base);
+    bc_msg(&c[1], "ReadSecure", &rs_a.base);
+    bc_msg(&c[2], "ReadSecure", &rs_b.base);
+    bc_msg(&c[3], "ReadSecure", &rs_c.base);
+    bc_msg(&c[4], "ReadDisplay", &rd_unknown.base);
+    bc_msg(&c[5], "NoSuchMethod", &rd.base);
+    bc_msg(&c[6], "ReadDisplay", &not_rd.base);
+    bc_raw(&c[7], "ReadSecure", truncated, sizeof(truncated));
+    bc_msg(&c[8], "Batch", &nested.base); /* no batches in batches */
+    bc_msg(&c[9], "", &rd.base);
+    bc_msg(&c[10], SVC "ReadDisplay", &rd.base); /* a name, not a path */
+    const int want[N] = {GRPC_STATUS_OK,
+                         GRPC_STATUS_OK,
+                         GRPC_STATUS_OK,
+                         GRPC_STATUS_PERMISSION_DENIED,
+                         GRPC_STATUS_NOT_FOUND,
+                         GRPC_STATUS_UNIMPLEMENTED,
+                         GRPC_STATUS_INVALID_ARGUMENT,
+                         GRPC_STATUS_INVALID_ARGUMENT,
+                         GRPC_STATUS_UNIMPLEMENTED,
+                         GRPC_STATUS_UNIMPLEMENTED,
+                         GRPC_STATUS_UNIMPLEMENTED};
+    assert_int_equal(batch(fx, c, N, &resp, &st), GRPC_STATUS_OK);
+    bcalls_free(c, N);
+    assert_int_equal(resp->n_results, N);
+    for (int i = 0; i < N; i++) {
+        if (resp->results[i]->code != want[i])
+            fail_msg("batch result %d: code %d, want %d (%s)", i, resp->results[i]->code, want[i],
+                     resp->results[i]->message);
+        if (want[i] != GRPC_STATUS_OK)
+            assert_int_equal(resp->results[i]->response.len, 0);
+    }
+    Tigress__Mailbox__V1__ReadDisplayResponse *d =
+        tigress__mailbox__v1__read_display_response__unpack(NULL, resp->results[0]->response.len,
+                                                            resp->results[0]->response.data);
+    assert_non_null(d);
+    assert_string_equal(d->display->title, "Hotel Pass");
+    assert_string_equal(d->display->image_url, "https://hotel.example/i.png");
+    assert_true(d->expires_at_ms > now_ms() + 590000 && d->expires_at_ms <= now_ms() + 600000);
+    tigress__mailbox__v1__read_display_response__free_unpacked(d, NULL);
+    check_secure(resp->results[1]);
+    check_secure(resp->results[2]);
+    /* Each equals its unary twin, asked now in the same order (B is bound since item 2, so
+     * its unary read is the bound device's read, which answers the same bytes). */
+    const ProtobufCMessageDescriptor *rdd =
+                                         &tigress__mailbox__v1__read_display_response__descriptor,
+                                     *rsd = &tigress__mailbox__v1__read_secure_response__descriptor;
+    same_as_unary(fx, resp->results[0], "ReadDisplay", &rd.base, rdd, 1);
+    same_as_unary(fx, resp->results[1], "ReadSecure", &rs_a.base, rsd, 1);
+    same_as_unary(fx, resp->results[2], "ReadSecure", &rs_b.base, rsd, 1);
+    same_as_unary(fx, resp->results[3], "ReadSecure", &rs_c.base, rsd, 1);
+    same_as_unary(fx, resp->results[4], "ReadDisplay", &rd_unknown.base, rdd, 1);
+    same_as_unary(fx, resp->results[5], "NoSuchMethod", &rd.base, rdd, 0);
+    same_as_unary(fx, resp->results[6], "ReadDisplay", &not_rd.base, rdd, 0);
+    tigress__mailbox__v1__batch_response__free_unpacked(resp, NULL);
+    /* the binding made inside the batch holds for unary calls */
+    assert_int_equal(rs(fx, id, CLAIM_B), 0);
+    assert_int_equal(rs(fx, id, CLAIM_C), GRPC_STATUS_PERMISSION_DENIED);
+    assert_int_equal(rs(fx, id, CLAIM_A), 0);
+
+    /* (2) an empty batch: OK, no results */
+    assert_int_equal(batch(fx, NULL, 0, &resp, &st), GRPC_STATUS_OK);
+    assert_int_equal(resp->n_results, 0);
+    tigress__mailbox__v1__batch_response__free_unpacked(resp, NULL);
+
+    /* (3) 257 Creates: the whole call refused, none of them made; 256 is still a batch */
+    enum { OVER = 257 };
+    static char ids[OVER][37];
+    bcall_t *many = calloc(OVER, sizeof(*many));
+    for (int i = 0; i < OVER; i++) {
+        new_id(ids[i]);
+        ms_treq_create_t cr;
+        ms_treq_create(&cr, &CONTENT, ids[i], CLAIM_A, "", "", 600, NULL, NULL);
+        bc_msg(&many[i], "Create", &cr.req.base);
+    }
+    resp = NULL;
+    assert_int_equal(batch(fx, many, OVER, &resp, &st), GRPC_STATUS_INVALID_ARGUMENT);
+    assert_null(resp);
+    assert_string_equal(st.message, "more than 256 calls in a batch");
+    bcalls_free(many, OVER);
+    for (int i = 0; i < OVER - 1; i++) {
+        Tigress__Mailbox__V1__ReadDisplayRequest r =
+            TIGRESS__MAILBOX__V1__READ_DISPLAY_REQUEST__INIT;
+        r.mailbox_id = ids[i];
+        bc_msg(&many[i], "ReadDisplay", &r.base);
+    }
+    assert_int_equal(batch(fx, many, OVER - 1, &resp, &st), GRPC_STATUS_OK);
+    bcalls_free(many, OVER - 1);
+    free(many);
+    assert_int_equal(resp->n_results, OVER - 1);
+    for (int i = 0; i < OVER - 1; i++)
+        assert_int_equal(resp->results[i]->code, GRPC_STATUS_NOT_FOUND);
+    tigress__mailbox__v1__batch_response__free_unpacked(resp, NULL);
+    assert_int_equal(read_display(fx, ids[OVER - 1]), GRPC_STATUS_NOT_FOUND);
+
+    /* (5) each item counts under its own method, the batch under method="batch" */
+    char *m = http_get(fx->admin_port, "/metrics");
+    assert_non_null(m);
+#define MS_REQS "tigress_mailbox_store_requests_total{method=\""
+    /* counted since the restart: batches (1), (2), the 256 reads and the batched retry */
+    metric_has(m, MS_REQS "batch\",code=\"OK\"} 4\n");
+    metric_has(m, MS_REQS "batch\",code=\"INVALID_ARGUMENT\"} 1\n");
+    /* the unary retry, the batched retry and its unary twin; none of the 257 */
+    metric_has(m, MS_REQS "create\",code=\"OK\"} 3\n");
+    /* batched 1, its unary twin 1, the unary check after it 1 */
+    metric_has(m, MS_REQS "read_secure\",code=\"PERMISSION_DENIED\"} 3\n");
+    /* batched 1, its unary twin 1, the 256 batched, one unary */
+    metric_has(m, MS_REQS "read_display\",code=\"NOT_FOUND\"} 259\n");
+    metric_has(m, "rpc_server_requests_total{method=\"" SVC "Batch\",code=\"OK\"} 4\n");
+    metric_has(m,
+               "rpc_server_requests_total{method=\"" SVC "Batch\",code=\"INVALID_ARGUMENT\"} 1\n");
+#undef MS_REQS
+    free(m);
+    store_stop(fx);
+    print_message("batch_calls: %lld ms including a kill -9 and restart\n", th_now_ms() - start);
 }
 
 typedef struct {
@@ -889,6 +1184,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(ttl_expiry_and_sweeper, setup_started, teardown),
         cmocka_unit_test_setup_teardown(restart_durability, setup_started, teardown),
         cmocka_unit_test_setup_teardown(health_unknown_metrics, setup_started, teardown),
+        cmocka_unit_test_setup_teardown(batch_calls, setup_started, teardown),
         cmocka_unit_test_setup_teardown(sigterm_drains, setup_started, teardown),
         cmocka_unit_test_setup_teardown(outbox_read_back_and_dump, setup_started, teardown),
         cmocka_unit_test_setup_teardown(forwarder_delivers_and_retries, setup, teardown),
