@@ -55,6 +55,8 @@ static CURL *T_curl;
 
 static int G_http_port, G_https_port; /* the shared gateway's ports, restored after a test */
 
+static void creq_free_all(void); /* the concurrent requests a test left */
+
 static int test_teardown(void **state)
 {
     E.http_port = G_http_port;
@@ -62,6 +64,7 @@ static int test_teardown(void **state)
     if (T_curl)
         curl_easy_cleanup(T_curl);
     T_curl = NULL;
+    creq_free_all();
     if (T_gw.pid > 0)
         th_proc_kill9(&T_gw);
     if (T_store.pid > 0)
@@ -1262,6 +1265,420 @@ static void sharded_store(void **state)
             assert_int_equal(th_proc_stop_clean(&T_shard[i], "mailbox-store", 15000), 0);
 }
 
+/* ---- concurrent reads on one HTTP/2 connection (gateway store-read batches) -------------- */
+
+/* A mailbox made for the concurrent reads: a title and payload of its own, and a bound
+ * receiver or none. */
+typedef struct {
+    mbx_t m;
+    char title[64];
+    int fill;
+    char receiver[37]; /* "" when no receiver is bound */
+} box_t;
+
+typedef enum {
+    K_PREVIEW, /* GET: the preview page of box |box| */
+    K_READ,    /* POST with the sender's or the bound receiver's claim: 200 and the payload */
+    K_DENIED,  /* POST with a third device's claim on a bound mailbox: 401 */
+    K_UNKNOWN, /* GET or POST of an id nobody created: 404 */
+} rkind_t;
+
+/* One request of a concurrent run and what came back. */
+typedef struct {
+    rkind_t kind;
+    int box; /* index into the boxes, -1 for K_UNKNOWN */
+    const char *method;
+    char id[37];
+    char claim[37]; /* "" for a GET */
+    char corr[37];
+    char *body;        /* owned */
+    char corr_got[64]; /* the Mailbox-Correlation-ID answered */
+    int done;          /* an answer came */
+    long status;
+} creq_t;
+
+enum { MAX_CREQ = 128 };
+/* The requests of the running test: freed by the test or, after a failed assertion, by
+ * test_teardown. */
+static creq_t T_q[MAX_CREQ];
+static size_t T_nq;
+
+static void creq_free_all(void)
+{
+    for (size_t i = 0; i < T_nq; i++) {
+        free(T_q[i].body);
+        T_q[i].body = NULL;
+    }
+    T_nq = 0;
+}
+
+/* Sends T_q[0..T_nq) at once on ONE h2c connection to |port|, every HEADERS frame in one
+ * write (h2_burst.py, Debian's python3-h2), so the gateway reads them in one loop iteration.
+ * libcurl 7.88 cannot be used here: its multiplexed h2c transfers fail with "Error in the
+ * HTTP2 framing layer" whatever the server (curl issue #10634). Fills each answer. */
+static void run_concurrent(int port)
+{
+    char plan[700], cmd[2000];
+    snprintf(plan, sizeof(plan), "%s/burst.txt", E.dir);
+    FILE *f = fopen(plan, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < T_nq; i++)
+        fprintf(f, "%s /v1/m/%s %s %s\n", T_q[i].method, T_q[i].id, T_q[i].corr,
+                T_q[i].claim[0] ? T_q[i].claim : "-");
+    fclose(f);
+    const char *src = getenv("TIGRESS_SRC_DIR");
+    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/tests/gateway-api/h2_burst.py %d < %s",
+             src ? src : ".", port, plan);
+    FILE *pp = popen(cmd, "r");
+    assert_non_null(pp);
+    char *line = NULL;
+    size_t cap = 0, n = 0;
+    while (getline(&line, &cap, pp) > 0 && n < T_nq) {
+        creq_t *q = &T_q[n++];
+        cJSON *j = cJSON_Parse(line);
+        if (j) {
+            cJSON *st = cJSON_GetObjectItem(j, "status"), *c = cJSON_GetObjectItem(j, "corr"),
+                  *bd = cJSON_GetObjectItem(j, "body");
+            q->status = cJSON_IsNumber(st) ? (long)st->valuedouble : 0;
+            if (cJSON_IsString(c))
+                snprintf(q->corr_got, sizeof(q->corr_got), "%s", c->valuestring);
+            q->body = strdup(cJSON_IsString(bd) ? bd->valuestring : "");
+            q->done = 1;
+            cJSON_Delete(j);
+        }
+    }
+    free(line);
+    int rc = pclose(pp);
+    if (rc != 0 || n != T_nq)
+        fail_msg("h2_burst.py: exit status %d, %zu of %zu answers", rc, n, T_nq);
+}
+
+/* Creates |n| mailboxes with titles and payloads of their own; every |bind_every|-th one (0:
+ * none) gets a bound receiver (its first read). Via the gateway at E.http_port. */
+static void boxes_create(box_t *b, size_t n, size_t bind_every)
+{
+    for (size_t i = 0; i < n; i++) {
+        b[i].fill = (int)(0x30 + i);
+        snprintf(b[i].title, sizeof(b[i].title), "Batch box %02zu", i);
+        create_mailbox(P_H2C, &b[i].m, b[i].fill, b[i].title);
+        b[i].receiver[0] = '\0';
+        if (bind_every && i % bind_every == 0) {
+            int fill = -1;
+            new_uuid(b[i].receiver);
+            assert_int_equal(read_secure(P_H2C, b[i].m.id, b[i].receiver, &fill), 200);
+            assert_int_equal(fill, b[i].fill);
+        }
+    }
+}
+
+static creq_t *plan_add(rkind_t kind, int box, const char *method, const char *id,
+                        const char *claim)
+{
+    assert_true(T_nq < MAX_CREQ);
+    creq_t *q = &T_q[T_nq++];
+    memset(q, 0, sizeof(*q));
+    q->kind = kind;
+    q->box = box;
+    q->method = method;
+    snprintf(q->id, sizeof(q->id), "%s", id);
+    snprintf(q->claim, sizeof(q->claim), "%s", claim ? claim : "");
+    new_uuid(q->corr);
+    return q;
+}
+
+/* Plans the reads of |b[0..n)| into T_q, interleaved: per mailbox a preview and a read by
+ * the sender; on a bound one also a read by the receiver and one by a third device (401);
+ * after every few mailboxes a GET or POST of an unknown id (404). */
+static void plan_reads(const box_t *b, size_t n)
+{
+    creq_free_all();
+    for (size_t i = 0; i < n; i++) {
+        plan_add(K_PREVIEW, (int)i, "GET", b[i].m.id, NULL);
+        plan_add(K_READ, (int)i, "POST", b[i].m.id, b[i].m.sender);
+        if (b[i].receiver[0]) {
+            char third[37];
+            new_uuid(third);
+            plan_add(K_DENIED, (int)i, "POST", b[i].m.id, third);
+            plan_add(K_READ, (int)i, "POST", b[i].m.id, b[i].receiver);
+        }
+        if (i % 3 == 1) {
+            char unknown[37], claim[37];
+            new_uuid(unknown);
+            new_uuid(claim);
+            if (i % 2)
+                plan_add(K_UNKNOWN, -1, "GET", unknown, NULL);
+            else
+                plan_add(K_UNKNOWN, -1, "POST", unknown, claim);
+        }
+    }
+}
+
+/* Asserts that the JSON error body of |q| has |code|. */
+static void creq_expect_error(const creq_t *q, long status, const char *code)
+{
+    if (q->status != status)
+        fail_msg("%s %s (claim %s): %ld, wanted %ld; body %s", q->method, q->id, q->claim,
+                 q->status, status, q->body ? q->body : "");
+    cJSON *j = cJSON_Parse(q->body ? q->body : "");
+    if (!j)
+        fail_msg("%s %s: %ld answer is not JSON: %s", q->method, q->id, status, q->body);
+    cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
+    if (!cJSON_IsString(c) || strcmp(c->valuestring, code) != 0)
+        fail_msg("%s %s: error %s, wanted code %s", q->method, q->id, q->body, code);
+    cJSON_Delete(j);
+}
+
+/* Asserts every answer of T_q: transport, its own correlation id, the status its kind calls
+ * for, and for a 200 the title/payload of ITS mailbox (a batch that mixed up answers would
+ * hand one request another mailbox's data). */
+static void check_answers(const box_t *b, size_t nb)
+{
+    for (size_t i = 0; i < T_nq; i++) {
+        const creq_t *q = &T_q[i];
+        if (!q->done)
+            fail_msg("request %zu %s %s: no answer", i, q->method, q->id);
+        if (strcmp(q->corr_got, q->corr) != 0)
+            fail_msg("request %zu %s %s: correlation id %s, sent %s", i, q->method, q->id,
+                     q->corr_got, q->corr);
+        const box_t *x = q->box >= 0 && (size_t)q->box < nb ? &b[q->box] : NULL;
+        switch (q->kind) {
+        case K_PREVIEW: {
+            char want[200];
+            if (q->status != 200)
+                fail_msg("preview %zu of %s: %ld %s", i, q->id, q->status, q->body);
+            snprintf(want, sizeof(want), "<meta property=\"og:title\" content=\"%s\">", x->title);
+            if (!strstr(q->body, want))
+                fail_msg("preview %zu of %s (%s): wrong page %s", i, q->id, x->title, q->body);
+            snprintf(want, sizeof(want),
+                     "<meta property=\"og:url\" content=\"https://relay.example/v1/m/%s\">",
+                     x->m.id);
+            if (!strstr(q->body, want))
+                fail_msg("preview %zu of %s: another mailbox's link %s", i, q->id, q->body);
+            break;
+        }
+        case K_READ: {
+            if (q->status != 200)
+                fail_msg("read %zu of %s (claim %s): %ld %s", i, q->id, q->claim, q->status,
+                         q->body);
+            cJSON *j = cJSON_Parse(q->body);
+            assert_non_null(j);
+            cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "displayInformation"), "title");
+            if (!cJSON_IsString(t) || strcmp(t->valuestring, x->title) != 0)
+                fail_msg("read %zu of %s: title %s, wanted %s", i, q->id,
+                         cJSON_IsString(t) ? t->valuestring : "(none)", x->title);
+            cJSON *d = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "payload"), "data");
+            assert_true(cJSON_IsString(d));
+            uint8_t raw[256];
+            size_t n = 0;
+            assert_int_equal(cm_b64_decode(CM_B64_STD, d->valuestring, strlen(d->valuestring), raw,
+                                           sizeof(raw), &n),
+                             0);
+            if (n != 40)
+                fail_msg("read %zu of %s: %zu payload bytes, wanted 40", i, q->id, n);
+            for (size_t k = 0; k < n; k++)
+                if (raw[k] != x->fill)
+                    fail_msg("read %zu of %s: payload byte %zu is 0x%02x, wanted 0x%02x", i, q->id,
+                             k, raw[k], x->fill);
+            assert_true(cJSON_IsString(cJSON_GetObjectItem(j, "expiration")));
+            cJSON_Delete(j);
+            break;
+        }
+        case K_DENIED:
+            creq_expect_error(q, 401, "unauthorized");
+            break;
+        case K_UNKNOWN:
+            creq_expect_error(q, 404, "not_found");
+            break;
+        }
+    }
+}
+
+/* Sum of the samples of counter |name| whose labels contain |label| (NULL: all). */
+static double metric_sum(const char *text, const char *name, const char *label)
+{
+    double sum = 0;
+    size_t nl = strlen(name);
+    for (const char *p = text; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+        if (ll > nl && strncmp(p, name, nl) == 0 && p[nl] == '{') {
+            const char *close = memchr(p, '}', ll);
+            if (close) {
+                char labels[256];
+                snprintf(labels, sizeof(labels), "%.*s", (int)(close - p - nl), p + nl);
+                if (!label || strstr(labels, label))
+                    sum += strtod(close + 1, NULL);
+            }
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return sum;
+}
+
+/* What a store counted: Batch calls, and ReadDisplay / ReadSecure (alone or in a batch). */
+typedef struct {
+    double batch, read_display, read_secure;
+    int has_batch; /* a method="batch" sample is exported at all */
+} store_counts_t;
+
+static void store_counts(const th_proc_t *store, store_counts_t *out)
+{
+    if (!T_curl)
+        T_curl = curl_easy_init();
+    th_http_resp_t r;
+    do_req_on(T_curl, P_H1, th_proc_port(store, "admin_port"), "GET", "/metrics", NULL, NULL, 0,
+              &r);
+    assert_int_equal(r.status, 200);
+    static const char *const name = "tigress_mailbox_store_requests_total";
+    out->batch = metric_sum(r.body, name, "method=\"batch\"");
+    out->read_display = metric_sum(r.body, name, "method=\"read_display\"");
+    out->read_secure = metric_sum(r.body, name, "method=\"read_secure\"");
+    out->has_batch =
+        strstr(r.body, "tigress_mailbox_store_requests_total{method=\"batch\"") != NULL;
+    th_http_resp_free(&r);
+}
+
+static void planned_counts(size_t *gets, size_t *posts)
+{
+    *gets = *posts = 0;
+    for (size_t i = 0; i < T_nq; i++)
+        (*(strcmp(T_q[i].method, "GET") == 0 ? gets : posts))++;
+}
+
+/* Reads started in one loop iteration travel as one MailboxStore/Batch call, yet every one
+ * keeps its own status and answer: previews, reads by the sender and by the receiver, a third
+ * device refused, unknown ids, all at once on one HTTP/2 connection. */
+static void batched_reads(void **state)
+{
+    enum { NB = 30 };
+    box_t b[NB];
+    boxes_create(b, NB, 3);
+    plan_reads(b, NB);
+    size_t gets, posts;
+    planned_counts(&gets, &posts);
+    store_counts_t before, after;
+    store_counts(&E.store, &before);
+    run_concurrent(E.http_port);
+    check_answers(b, NB);
+    store_counts(&E.store, &after);
+    double batches = after.batch - before.batch;
+    double rd = after.read_display - before.read_display;
+    double rs = after.read_secure - before.read_secure;
+    fprintf(stderr,
+            "%zu concurrent reads (%zu GET, %zu POST) on one connection: %.0f store "
+            "batch calls\n",
+            T_nq, gets, posts, batches);
+    if (rd != (double)gets || rs != (double)posts)
+        fail_msg("store counted %.0f ReadDisplay and %.0f ReadSecure, wanted %zu and %zu", rd, rs,
+                 gets, posts);
+    if (!(batches > 0) || !(batches < (double)T_nq))
+        fail_msg("%.0f batch calls for %zu reads: the reads were not coalesced", batches, T_nq);
+    creq_free_all();
+}
+
+/* Three store shards named by --store-shards on the gateway (the flags sharded_store uses);
+ * writes the shard list into |list|. */
+static void shards_start(char list[256])
+{
+    char dirs[3][700];
+    list[0] = '\0';
+    for (int i = 0; i < 3; i++) {
+        snprintf(dirs[i], sizeof(dirs[i]), "%s/shard%d", E.dir, i);
+        assert_int_equal(store_start(&T_shard[i], dirs[i], 0), 0);
+        size_t n = strlen(list);
+        snprintf(list + n, 256 - n, "%s127.0.0.1:%d", i ? "," : "",
+                 th_proc_port(&T_shard[i], "grpc_port"));
+    }
+    char arg[300];
+    snprintf(arg, sizeof(arg), "--store-shards=%s", list);
+    const char *extra[] = {arg, NULL};
+    assert_int_equal(gateway_start(&T_gw, 1 /* unused with shards */, extra), 0);
+    E.http_port = th_proc_port(&T_gw, "http_port");
+    E.https_port = th_proc_port(&T_gw, "https_port");
+}
+
+/* The same concurrent reads with the mailboxes spread over three shards: the reads of one
+ * iteration form one batch per shard, each shard answers exactly its own reads, and no
+ * answer lands on the wrong request. */
+static void batched_reads_sharded(void **state)
+{
+    char list[256];
+    shards_start(list);
+    enum { NB = 30 };
+    box_t b[NB];
+    boxes_create(b, NB, 4);
+    plan_reads(b, NB);
+    cm_shards_t *sh = NULL;
+    assert_int_equal(cm_shards_parse(list, &sh), 0);
+    size_t want_rd[3] = {0}, want_rs[3] = {0};
+    for (size_t i = 0; i < T_nq; i++) {
+        size_t k = cm_shards_pick(sh, T_q[i].id, strlen(T_q[i].id));
+        (*(strcmp(T_q[i].method, "GET") == 0 ? &want_rd[k] : &want_rs[k]))++;
+    }
+    cm_shards_free(sh);
+    store_counts_t before[3], after[3];
+    for (int k = 0; k < 3; k++)
+        store_counts(&T_shard[k], &before[k]);
+    run_concurrent(E.http_port);
+    check_answers(b, NB);
+    double batches = 0;
+    for (int k = 0; k < 3; k++) {
+        store_counts(&T_shard[k], &after[k]);
+        double rd = after[k].read_display - before[k].read_display;
+        double rs = after[k].read_secure - before[k].read_secure;
+        double bk = after[k].batch - before[k].batch;
+        if (rd != (double)want_rd[k] || rs != (double)want_rs[k])
+            fail_msg("shard %d counted %.0f ReadDisplay and %.0f ReadSecure, wanted %zu and %zu", k,
+                     rd, rs, want_rd[k], want_rs[k]);
+        if (want_rd[k] + want_rs[k] > 0 && !(bk > 0))
+            fail_msg("shard %d served %zu reads without a batch call", k, want_rd[k] + want_rs[k]);
+        batches += bk;
+    }
+    fprintf(stderr, "%zu concurrent reads over 3 shards: %.0f store batch calls\n", T_nq, batches);
+    if (!(batches < (double)T_nq))
+        fail_msg("%.0f batch calls for %zu reads: the reads were not coalesced", batches, T_nq);
+    creq_free_all();
+    assert_int_equal(th_proc_stop_clean(&T_gw, "gateway", 15000), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(th_proc_stop_clean(&T_shard[i], "mailbox-store", 15000), 0);
+}
+
+/* --store-batch=0 (for a store older than Batch): one call per read, the same answers, and
+ * the store never sees a Batch call. */
+static void store_batch_off(void **state)
+{
+    char data_dir[700];
+    snprintf(data_dir, sizeof(data_dir), "%s/nobatch", E.dir);
+    assert_int_equal(store_start(&T_store, data_dir, 0), 0);
+    const char *extra[] = {"--store-batch=0", NULL};
+    assert_int_equal(gateway_start(&T_gw, th_proc_port(&T_store, "grpc_port"), extra), 0);
+    E.http_port = th_proc_port(&T_gw, "http_port");
+    E.https_port = th_proc_port(&T_gw, "https_port");
+    stateless_flow(state);
+
+    enum { NB = 12 };
+    box_t b[NB];
+    boxes_create(b, NB, 2);
+    plan_reads(b, NB);
+    size_t gets, posts;
+    planned_counts(&gets, &posts);
+    store_counts_t before, after;
+    store_counts(&T_store, &before);
+    run_concurrent(E.http_port);
+    check_answers(b, NB);
+    store_counts(&T_store, &after);
+    if (after.read_display - before.read_display != (double)gets ||
+        after.read_secure - before.read_secure != (double)posts)
+        fail_msg("store counted %.0f ReadDisplay and %.0f ReadSecure, wanted %zu and %zu",
+                 after.read_display - before.read_display, after.read_secure - before.read_secure,
+                 gets, posts);
+    if (after.has_batch || after.batch != 0)
+        fail_msg("--store-batch=0, yet the store counted %.0f batch calls", after.batch);
+    creq_free_all();
+    assert_int_equal(th_proc_stop_clean(&T_gw, "gateway", 15000), 0);
+    assert_int_equal(th_proc_stop_clean(&T_store, "mailbox-store", 15000), 0);
+}
+
 /* ---- a real WebAuthn "packed" self attestation, made here -------------------------------- */
 
 static size_t put_cbor_bytes_hdr(uint8_t *o, uint8_t major, size_t n)
@@ -1478,6 +1895,9 @@ int main(void)
         cmocka_unit_test_teardown(store_killed_and_back, test_teardown),
         cmocka_unit_test_teardown(push_supported, test_teardown),
         cmocka_unit_test_teardown(sharded_store, test_teardown),
+        cmocka_unit_test_teardown(batched_reads, test_teardown),
+        cmocka_unit_test_teardown(batched_reads_sharded, test_teardown),
+        cmocka_unit_test_teardown(store_batch_off, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
