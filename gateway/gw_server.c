@@ -329,15 +329,19 @@ static void post_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-int gw_loop_post_req(gw_loop_t *l, gw_req_t *r, void (*fn)(void *), void *arg)
+static gw_post_t *post_new(gw_req_t *r, void (*fn)(void *), void *arg)
 {
     gw_post_t *p = malloc(sizeof(*p));
+    if (p)
+        *p = (gw_post_t){.req = r, .fn = fn, .arg = arg};
+    return p;
+}
+
+int gw_loop_post_req(gw_loop_t *l, gw_req_t *r, void (*fn)(void *), void *arg)
+{
+    gw_post_t *p = post_new(r, fn, arg);
     if (!p)
         return -1;
-    p->next = NULL;
-    p->req = r;
-    p->fn = fn;
-    p->arg = arg;
     pthread_mutex_lock(&l->mu);
     if (l->closed) {
         pthread_mutex_unlock(&l->mu);
@@ -383,15 +387,9 @@ static void defer_cb(evutil_socket_t fd, short what, void *arg)
 
 int gw_loop_defer_req(gw_loop_t *l, gw_req_t *r, void (*fn)(void *), void *arg)
 {
-    if (l->closed)
-        return -1;
-    gw_post_t *p = malloc(sizeof(*p));
+    gw_post_t *p = l->closed ? NULL : post_new(r, fn, arg);
     if (!p)
         return -1;
-    p->next = NULL;
-    p->req = r;
-    p->fn = fn;
-    p->arg = arg;
     if (l->defer_tail) {
         l->defer_tail->next = p;
     } else {

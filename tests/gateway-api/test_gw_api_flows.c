@@ -1181,24 +1181,33 @@ static void push_supported(void **state)
 /* Issue 6 §2: three store shards behind one gateway (--store-shards). The flows work, the
  * mailboxes spread over every shard exactly as cm_shard places them, and a killed shard makes
  * only its own mailboxes unavailable. */
-static void sharded_store(void **state)
+/* Three store shards named by --store-shards on the gateway ;
+ * writes the shard list into |list|. */
+static void shards_start(char list[256])
 {
-    char list[256] = "", dirs[3][700];
+    char dirs[3][700];
+    list[0] = '\0';
     for (int i = 0; i < 3; i++) {
         snprintf(dirs[i], sizeof(dirs[i]), "%s/shard%d", E.dir, i);
         assert_int_equal(store_start(&T_shard[i], dirs[i], 0), 0);
         size_t n = strlen(list);
-        snprintf(list + n, sizeof(list) - n, "%s127.0.0.1:%d", i ? "," : "",
+        snprintf(list + n, 256 - n, "%s127.0.0.1:%d", i ? "," : "",
                  th_proc_port(&T_shard[i], "grpc_port"));
     }
     char arg[300];
     snprintf(arg, sizeof(arg), "--store-shards=%s", list);
     const char *extra[] = {arg, NULL};
     assert_int_equal(gateway_start(&T_gw, 1 /* unused with shards */, extra), 0);
-
-    /* the shared flows, pointed at this gateway */
     E.http_port = th_proc_port(&T_gw, "http_port");
     E.https_port = th_proc_port(&T_gw, "https_port");
+}
+
+static void sharded_store(void **state)
+{
+    char list[256];
+    shards_start(list);
+
+    /* the shared flows, pointed at this gateway */
     stateless_flow(state);
     stateful_flow(state);
 
@@ -1574,27 +1583,6 @@ static void batched_reads(void **state)
     if (!(batches > 0) || !(batches < (double)T_nq))
         fail_msg("%.0f batch calls for %zu reads: the reads were not coalesced", batches, T_nq);
     creq_free_all();
-}
-
-/* Three store shards named by --store-shards on the gateway (the flags sharded_store uses);
- * writes the shard list into |list|. */
-static void shards_start(char list[256])
-{
-    char dirs[3][700];
-    list[0] = '\0';
-    for (int i = 0; i < 3; i++) {
-        snprintf(dirs[i], sizeof(dirs[i]), "%s/shard%d", E.dir, i);
-        assert_int_equal(store_start(&T_shard[i], dirs[i], 0), 0);
-        size_t n = strlen(list);
-        snprintf(list + n, 256 - n, "%s127.0.0.1:%d", i ? "," : "",
-                 th_proc_port(&T_shard[i], "grpc_port"));
-    }
-    char arg[300];
-    snprintf(arg, sizeof(arg), "--store-shards=%s", list);
-    const char *extra[] = {arg, NULL};
-    assert_int_equal(gateway_start(&T_gw, 1 /* unused with shards */, extra), 0);
-    E.http_port = th_proc_port(&T_gw, "http_port");
-    E.https_port = th_proc_port(&T_gw, "https_port");
 }
 
 /* The same concurrent reads with the mailboxes spread over three shards: the reads of one
