@@ -366,11 +366,15 @@ int gw_backend_call(gw_backend_id_t be, const char *key, gw_req_t *r, const char
                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
                     int64_t deadline_ms, gw_backend_done_fn done, void *arg)
 {
+    if (be == GW_BE_STORE && B.cfg.store_batch && is_batched_read(method)) {
+        /* the shard (and its channel) is picked when the batch is sent */
+        if (!B.started || B.nstore == 0)
+            return -1;
+        return batch_add(key, r, method, req, resp_desc, deadline_ms, done, arg);
+    }
     cm_rpc_channel_t *ch = B.started ? channel_for(be, key) : NULL;
     if (!ch)
         return -1;
-    if (be == GW_BE_STORE && B.cfg.store_batch && is_batched_read(method))
-        return batch_add(key, r, method, req, resp_desc, deadline_ms, done, arg);
     hop_t *h = calloc(1, sizeof(*h));
     if (!h)
         return -1;
