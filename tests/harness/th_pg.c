@@ -1,5 +1,6 @@
 #include "th_pg.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -370,14 +371,73 @@ static int node_start(th_pg_t *pg, th_pg_node_t *n, const char *const *extra)
     return -1;
 }
 
+/* Children of |parent| (from /proc), at most |cap|. */
+static int children_of(pid_t parent, pid_t *out, int cap)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < cap) {
+        pid_t pid = (pid_t)atoi(de->d_name);
+        char path[64], buf[512];
+        if (pid <= 0)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        /* "pid (comm) state ppid ...": comm may hold spaces, so parse after the last ')'. */
+        char *rp = strrchr(buf, ')');
+        char state;
+        int ppid;
+        if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == parent && state != 'Z')
+            out[n++] = pid;
+    }
+    closedir(d);
+    return n;
+}
+
+static int alive(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' && rp[2] != 'Z';
+}
+
+/* kill -9 of the postmaster and of every server process at the same moment, like a crash of
+ * the machine. Backends run in process groups of their own, so killing the postmaster's group
+ * is not enough: a backend would finish (and commit) what it was doing before noticing. */
 static void node_kill(th_pg_node_t *n)
 {
     if (n->pid <= 0)
         return;
+    kill(n->pid, SIGSTOP); /* no new children while they are collected */
+    pid_t kids[256];
+    int nk = children_of(n->pid, kids, 256);
+    for (int i = 0; i < nk; i++)
+        kill(kids[i], SIGKILL);
     kill(-n->pid, SIGKILL);
     waitpid(n->pid, NULL, 0);
     group_del(n->pid);
     n->pid = 0;
+    /* Gone (or zombies): a restart must not find them attached to the old shared memory. */
+    long long end = th_now_ms() + 10000;
+    for (int i = 0; i < nk; i++) {
+        while (alive(kids[i]) && th_now_ms() < end)
+            usleep(5000);
+    }
 }
 
 static void node_paths(th_pg_t *pg, th_pg_node_t *n, const char *name)
