@@ -89,8 +89,10 @@ typedef struct {
      *   engine's options promise (RocksDB --sync=1: in the fsynced WAL; PostgreSQL: committed).
      * - Retry: when a txn function or the commit meets a retryable conflict (SQLSTATE 40001,
      *   40P01, a unique violation from a concurrent insert of the same row), the engine rolls
-     *   back and calls |fn| again, up to MS_ENGINE_RUN_MAX_TRIES times (then
-     *   MS_ERR_UNAVAILABLE). MS_ERR_RETRY itself is never returned.
+     *   back and calls |fn| again on a fresh transaction (nothing of the discarded attempt
+     *   visible). |fn| returning MS_ERR_RETRY itself is treated the same way. |fn| runs at most
+     *   MS_ENGINE_RUN_MAX_TRIES times in all; then ms_engine_run returns MS_ERR_UNAVAILABLE.
+     *   MS_ERR_RETRY itself is never returned.
      * Returns |fn|'s error (writes discarded), MS_ERR_UNAVAILABLE when storage failed (nothing
      * written), or MS_OK once committed. */
     ms_err_t (*run)(ms_engine_t *e, const char *mailbox_id, ms_txn_fn fn, void *arg);

@@ -68,4 +68,12 @@ void ms_tengine_teardown(ms_tengine_t *fx);
 int ms_tengine_count_mentions(ms_tengine_t *fx, const void *needle, size_t n);
 int ms_tengine_server_args(ms_tengine_t *fx, const char **args, int max);
 
+/* The binding race both store suites run, in-process and over gRPC: |n| threads (at most
+ * MS_TENGINE_RACERS) call |read_secure|(ctx, base + i) at the same moment (behind a barrier),
+ * each with its own claim. Asserts (cmocka) that exactly one got 0 and every other |denied|;
+ * returns the winner's number. */
+#define MS_TENGINE_RACERS 64
+int ms_tengine_binding_race(int n, int base, int (*read_secure)(void *ctx, int who), void *ctx,
+                            int denied);
+
 #endif
