@@ -20,8 +20,8 @@ static int db_seq;
 
 typedef struct {
     char db[48];
-    char url_file[700];
-    char key_file[700];
+    char url_file[600];
+    char key_file[600];
 } pg_fx_t;
 
 static int setup(ms_tengine_t *fx)
