@@ -730,12 +730,15 @@ static ms_err_t pg_run(ms_engine_t *base, const char *mailbox_id, ms_txn_fn fn, 
 
 /* ---- outside a run --------------------------------------------------------------------------- */
 
-/* Runs one autocommit statement on a pooled connection, re-trying once on a connection that
- * died while idle. */
+/* Runs one autocommit statement on a pooled connection, again on a new connection when the
+ * pooled one had died while idle, and again after a conflict (40001, 40P01, 23505). Every
+ * caller's statement may run twice (reads, ack, release; a claim whose answer was lost leaves
+ * its entries leased until the lease ends). */
 static ms_err_t exec_pooled(pg_engine_t *e, const char *sql, const params_t *p, PGresult **out,
                             const char *what)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
+    int stale_retried = 0;
+    for (int attempt = 0; attempt < MS_ENGINE_RUN_MAX_TRIES; attempt++) {
         slot_t *s;
         int reused = 0;
         ms_err_t err = acquire(e, &s, &reused);
@@ -744,8 +747,11 @@ static ms_err_t exec_pooled(pg_engine_t *e, const char *sql, const params_t *p, 
         err = exec(e, s->conn, sql, p, out, what);
         int stale = err != MS_OK && reused && PQstatus(s->conn) != CONNECTION_OK;
         release(e, s);
-        if (!stale)
+        if (stale && !stale_retried++)
+            continue;
+        if (err != MS_ERR_RETRY)
             return err;
+        usleep((useconds_t)(1000 + rand() % (2000 * (attempt + 1))));
     }
     return MS_ERR_UNAVAILABLE;
 }
