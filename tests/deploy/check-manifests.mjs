@@ -598,6 +598,16 @@ function checkPostgresStore(where, ns, cfg, find, byKind, nsLabels, podLabelsOf)
   check(hpa && hpa.spec.minReplicas >= 2, `${id}: an HPA with minReplicas >= 2`);
   check(byKind("PodDisruptionBudget").some((p) => matchSelector(p.spec.selector, w.spec.template.metadata.labels || {})),
     `${id}: a PodDisruptionBudget selects its pods`);
+  // A RocksDB StatefulSet left running while its mailboxes expire (pods labelled as in the
+  // base) must not be selected: its pods would get a share of new calls and of the HPA's metrics.
+  const rocksdbPod = { "app.kubernetes.io/name": "mailbox-store", "app.kubernetes.io/component": "storage",
+    "app.kubernetes.io/part-of": "tigress-relay" };
+  const svc = find("Service", "mailbox-store");
+  check(svc && !matchSelector({ matchLabels: svc.spec.selector || {} }, rocksdbPod),
+    `${id}: Service mailbox-store does not select a RocksDB StatefulSet's pods`);
+  check(!matchSelector(w.spec.selector, rocksdbPod), `${id}: Deployment selector does not select a RocksDB StatefulSet's pods`);
+  check(byKind("PodDisruptionBudget").every((p) => !matchSelector(p.spec.selector, rocksdbPod)),
+    `${id}: no PDB selects a RocksDB StatefulSet's pods`);
   // The gateway sees one Service over all replicas: no shard ring.
   check(!cfg.TIGRESS_STORE_SHARDS, `${where} no TIGRESS_STORE_SHARDS with the PostgreSQL engine (got ${cfg.TIGRESS_STORE_SHARDS})`);
   const gw = find("Deployment", "gateway");
