@@ -581,6 +581,8 @@ function checkPostgresStore(where, ns, cfg, find, byKind, nsLabels, podLabelsOf)
     check(v.secret || v.configMap || (v.emptyDir && (c.volumeMounts || []).some((m) => m.name === v.name && m.mountPath === "/tmp")),
       `${id}: volume ${v.name} is a Secret, a ConfigMap or the /tmp emptyDir (no data volume)`);
   check(!("TIGRESS_DATA_DIR" in env), `${id}: no TIGRESS_DATA_DIR`);
+  // Every replica must hash claims under the same key: from a Secret, never generated per pod.
+  check(env.TIGRESS_CLAIM_KEY_FILE, `${id}: TIGRESS_CLAIM_KEY_FILE is set (shared by all replicas)`);
   // The database URL is a file from a mounted Secret, never a plain variable.
   const urlFile = env.TIGRESS_DATABASE_URL_FILE;
   check(urlFile, `${id}: TIGRESS_DATABASE_URL_FILE is set`);
