@@ -2,7 +2,7 @@
 
     with PgCluster(workdir) as pg:
         url = pg.create_database("store1")     # postgresql://relay@127.0.0.1:PORT/store1
-        tps = pg.pgbench_simple_update(clients=8, seconds=5)
+        ref = pg.pgbench_simple_update(pg.pgbench_init(), clients=8, seconds=5)
 
 initdb in a fresh directory (as the unprivileged "postgres" user when run as root: the server
 refuses root), trust authentication on 127.0.0.1 only, a free loopback port, the socket in the
@@ -92,14 +92,19 @@ class PgCluster:
         subprocess.run([self.bin("createdb")] + self._client_args() + [name], check=True)
         return "postgresql://%s@127.0.0.1:%d/%s" % (self.user, self.port, name)
 
-    def pgbench_simple_update(self, clients, seconds, scale=10, synchronous_commit="on"):
-        """pgbench's built-in simple-update (UPDATE + SELECT + INSERT, one commit) on its own
-        database; returns {"tps":..,"p50_ms":..,"p99_ms":..} from the per-transaction log."""
-        db = "pgbench_%s" % synchronous_commit
+    def pgbench_init(self, db="pgbench", scale=10):
+        """A database with pgbench's tables (pgbench -i)."""
         self.create_database(db)
         subprocess.run([self.bin("pgbench"), "-i", "-q", "-s", str(scale)] + self._client_args()
                        + [db], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        prefix = os.path.join(self.dir, "pgbench_log_" + synchronous_commit)
+        return db
+
+    def pgbench_simple_update(self, db, clients, seconds, synchronous_commit="on"):
+        """pgbench's built-in simple-update (UPDATE + SELECT + INSERT, one commit) on db (made
+        by pgbench_init); returns {"tps":..,"p50_ms":..,"p99_ms":..} from the per-transaction
+        log."""
+        self.runs = getattr(self, "runs", 0) + 1
+        prefix = os.path.join(self.dir, "pgbench_log_%d" % self.runs)
         env = dict(os.environ, PGOPTIONS="-c synchronous_commit=%s" % synchronous_commit)
         out = subprocess.run([self.bin("pgbench"), "-b", "simple-update", "-c", str(clients),
                               "-j", str(min(clients, 2)), "-T", str(int(seconds)), "-l",
@@ -110,7 +115,7 @@ class PgCluster:
             raise RuntimeError("pgbench printed no tps:\n" + out.stdout + out.stderr)
         lat = []
         for f in os.listdir(self.dir):
-            if f.startswith(os.path.basename(prefix)):
+            if f.startswith(os.path.basename(prefix) + "."):
                 with open(os.path.join(self.dir, f)) as lf:
                     lat += [int(line.split()[2]) / 1000.0 for line in lf if line.strip()]
         lat.sort()
