@@ -57,6 +57,11 @@ const TARGET_ENV = {
   TIGRESS_ATTESTATION_TARGET: "attestation-verifier",
 };
 const UID = 65532;
+// The PostgreSQL engine (TIGRESS_ENGINE=postgres): mailbox-store is then a stateless Deployment
+// and the database is where deploy/k8s/examples/postgres-ha/ puts it (a CloudNativePG Cluster
+// "tigress-db" in the namespace "tigress-db"), or a managed service outside the cluster.
+const DATABASE_PEER = { ns: "tigress-db", labels: { "cnpg.io/cluster": "tigress-db" } };
+const DATABASE_PORT = 5432;
 
 // Keys allowed in a container and a pod spec: schema validation accepts unknown fields, so a
 // typo such as "livenesProbe" would otherwise pass silently.
@@ -336,7 +341,16 @@ async function checkOverlay(name, file) {
   const workloads = objs.filter((o) => ["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"].includes(o.kind));
   const podLabelsOf = {};
 
-  for (const [svcName, want] of Object.entries(SERVICES)) {
+  // The store's engine decides its shape: RocksDB = StatefulSet shards, PostgreSQL = Deployment.
+  const storeW = workloads.find((o) => o.metadata.name === "mailbox-store");
+  const storeEnv = storeW ? envMap(storeW.spec.template.spec.containers[0] || {}) : {};
+  const engine = storeEnv.TIGRESS_ENGINE ?? cfg0.TIGRESS_ENGINE ?? "rocksdb";
+  check(["rocksdb", "postgres"].includes(engine), `${where} TIGRESS_ENGINE is rocksdb or postgres (got ${engine})`);
+  const wants = { ...SERVICES };
+  if (engine === "postgres")
+    wants["mailbox-store"] = { ...SERVICES["mailbox-store"], kind: "Deployment", stateful: false };
+
+  for (const [svcName, want] of Object.entries(wants)) {
     const w = find(want.kind, svcName);
     if (!check(w, `${where} ${want.kind}/${svcName} exists`)) continue;
     const id = `${where} ${w.kind}/${svcName}`;
@@ -459,7 +473,8 @@ async function checkOverlay(name, file) {
     const want = `dns:///${svc}.${ns}.svc.cluster.local:${SERVICES[svc].ports.grpc}`;
     check(cfg[v] === want, `${where} ${v}=${want} (got ${cfg[v]})`);
   }
-  const store = find("StatefulSet", "mailbox-store");
+  const store = engine === "rocksdb" && find("StatefulSet", "mailbox-store");
+  if (engine === "postgres") checkPostgresStore(where, ns, cfg, find, byKind, nsLabels, podLabelsOf);
   if (store) {
     const n = store.spec.replicas ?? 1;
     const want = Array.from({ length: n },
@@ -551,7 +566,97 @@ async function checkOverlay(name, file) {
     `${where} attestation-verifier has no outside egress`);
 }
 
+// ---- the PostgreSQL engine's overlay ----
+function checkPostgresStore(where, ns, cfg, find, byKind, nsLabels, podLabelsOf) {
+  const id = `${where} mailbox-store (engine postgres)`;
+  const w = find("Deployment", "mailbox-store");
+  if (!check(w, `${id}: is a Deployment`)) return;
+  check(!find("StatefulSet", "mailbox-store"), `${id}: no StatefulSet beside the Deployment`);
+  const ps = w.spec.template.spec;
+  const c = ps.containers[0];
+  const env = envMap(c);
+  // Stateless: nothing on a volume, so any replica can go and come.
+  check(!w.spec.volumeClaimTemplates, `${id}: no volumeClaimTemplates`);
+  for (const v of ps.volumes || [])
+    check(v.secret || v.configMap || (v.emptyDir && (c.volumeMounts || []).some((m) => m.name === v.name && m.mountPath === "/tmp")),
+      `${id}: volume ${v.name} is a Secret, a ConfigMap or the /tmp emptyDir (no data volume)`);
+  check(!("TIGRESS_DATA_DIR" in env), `${id}: no TIGRESS_DATA_DIR`);
+  // Every replica must hash claims under the same key: from a Secret, never generated per pod.
+  check(env.TIGRESS_CLAIM_KEY_FILE, `${id}: TIGRESS_CLAIM_KEY_FILE is set (shared by all replicas)`);
+  // The database URL is a file from a mounted Secret, never a plain variable.
+  const urlFile = env.TIGRESS_DATABASE_URL_FILE;
+  check(urlFile, `${id}: TIGRESS_DATABASE_URL_FILE is set`);
+  check(!Object.keys(env).some((k) => /DATABASE_URL$|PASSWORD/.test(k)) && !("TIGRESS_DATABASE_URL_FILE" in cfg),
+    `${id}: no database URL or password in plain variables or the ConfigMap`);
+  if (urlFile) {
+    const m = (c.volumeMounts || []).find((vm) => urlFile.startsWith(vm.mountPath.replace(/\/?$/, "/")));
+    const v = m && (ps.volumes || []).find((x) => x.name === m.name);
+    check(v && v.secret && !v.secret.optional,
+      `${id}: TIGRESS_DATABASE_URL_FILE ${urlFile} lies in a mounted, required Secret`);
+  }
+  // Scaled by an HPA, protected by a PDB.
+  const hpa = byKind("HorizontalPodAutoscaler").find((h) =>
+    h.spec.scaleTargetRef.kind === "Deployment" && h.spec.scaleTargetRef.name === "mailbox-store");
+  check(hpa && hpa.spec.minReplicas >= 2, `${id}: an HPA with minReplicas >= 2`);
+  check(byKind("PodDisruptionBudget").some((p) => matchSelector(p.spec.selector, w.spec.template.metadata.labels || {})),
+    `${id}: a PodDisruptionBudget selects its pods`);
+  // A RocksDB StatefulSet left running while its mailboxes expire (pods labelled as in the
+  // base) must not be selected: its pods would get a share of new calls and of the HPA's metrics.
+  const rocksdbPod = { "app.kubernetes.io/name": "mailbox-store", "app.kubernetes.io/component": "storage",
+    "app.kubernetes.io/part-of": "tigress-relay" };
+  const svc = find("Service", "mailbox-store");
+  check(svc && !matchSelector({ matchLabels: svc.spec.selector || {} }, rocksdbPod),
+    `${id}: Service mailbox-store does not select a RocksDB StatefulSet's pods`);
+  check(!matchSelector(w.spec.selector, rocksdbPod), `${id}: Deployment selector does not select a RocksDB StatefulSet's pods`);
+  check(byKind("PodDisruptionBudget").every((p) => !matchSelector(p.spec.selector, rocksdbPod)),
+    `${id}: no PDB selects a RocksDB StatefulSet's pods`);
+  // The gateway sees one Service over all replicas: no shard ring.
+  check(!cfg.TIGRESS_STORE_SHARDS, `${where} no TIGRESS_STORE_SHARDS with the PostgreSQL engine (got ${cfg.TIGRESS_STORE_SHARDS})`);
+  const gw = find("Deployment", "gateway");
+  check(gw && !("TIGRESS_STORE_SHARDS" in envMap(gw.spec.template.spec.containers[0])),
+    `${where} the gateway's env sets no TIGRESS_STORE_SHARDS`);
+  const target = `dns:///mailbox-store.${ns}.svc.cluster.local:7001`;
+  check(cfg.TIGRESS_STORE_TARGET === target, `${where} TIGRESS_STORE_TARGET=${target} (got ${cfg.TIGRESS_STORE_TARGET})`);
+  // Only the store reaches the database.
+  const pols = byKind("NetworkPolicy");
+  const storeSubject = { ns, labels: podLabelsOf["mailbox-store"] || {} };
+  check(allowed(pols, "Egress", storeSubject, DATABASE_PEER, DATABASE_PORT, nsLabels) ||
+    allowed(pols, "Egress", storeSubject, { external: true }, DATABASE_PORT, nsLabels),
+    `${where} mailbox-store may reach PostgreSQL on ${DATABASE_PORT}`);
+  for (const other of ["gateway", "push-dispatch", "attestation-verifier"])
+    check(!allowed(pols, "Egress", { ns, labels: podLabelsOf[other] || {} }, DATABASE_PEER, DATABASE_PORT, nsLabels),
+      `${where} ${other} may not reach PostgreSQL`);
+}
+
+// ---- the documented database example (a CRD: no schema offline, so its shape only) ----
+async function checkPostgresExample() {
+  const rel = "deploy/k8s/examples/postgres-ha/cluster.yaml";
+  const path = join(src, rel);
+  if (!check(existsSync(path), `${rel} exists`)) return;
+  const objs = parseAllDocuments(readFileSync(path, "utf8")).map((d) => d.toJS()).filter(Boolean);
+  const nsObj = objs.find((o) => o.kind === "Namespace");
+  if (check(nsObj && nsObj.metadata.name === DATABASE_PEER.ns, `${rel}: Namespace ${DATABASE_PEER.ns}`)) {
+    try { new (await modelFor("v1", "Namespace"))(nsObj).validate(); passed++; }
+    catch (e) { check(false, `${rel}: Namespace schema: ${e.message}`); }
+  }
+  const c = objs.find((o) => o.kind === "Cluster");
+  if (!check(c && c.apiVersion === "postgresql.cnpg.io/v1", `${rel}: a CloudNativePG Cluster (postgresql.cnpg.io/v1)`)) return;
+  // The overlay's NetworkPolicy selects the database pods by cnpg.io/cluster=<name>.
+  check(c.metadata.name === DATABASE_PEER.labels["cnpg.io/cluster"] && c.metadata.namespace === DATABASE_PEER.ns,
+    `${rel}: Cluster ${DATABASE_PEER.ns}/${DATABASE_PEER.labels["cnpg.io/cluster"]}, where the postgres overlay's NetworkPolicy expects it`);
+  const sp = c.spec || {};
+  check(sp.instances >= 3, `${rel}: at least 3 instances (got ${sp.instances})`);
+  const sync = sp.postgresql?.synchronous;
+  check((sync && sync.number >= 1 && sync.dataDurability !== "preferred") || sp.minSyncReplicas >= 1,
+    `${rel}: at least one synchronous standby, required for commits`);
+  check(sp.affinity?.enablePodAntiAffinity !== false && sp.affinity?.podAntiAffinityType === "required",
+    `${rel}: instances on different nodes (required pod anti-affinity)`);
+  check(sp.bootstrap?.initdb?.database && sp.bootstrap?.initdb?.owner, `${rel}: bootstrap creates a database and its owner`);
+  check(sp.storage?.size, `${rel}: storage size set`);
+}
+
 checkDockerfile();
+await checkPostgresExample();
 for (const o of overlays) await checkOverlay(o.name, o.file);
 for (const n of notes) console.log(`NOTE: ${n}`);
 console.log(`deploy checks over ${overlays.map((o) => o.name).join(", ")}: ${passed} passed, ${failed} failed`);
