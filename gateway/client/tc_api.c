@@ -332,16 +332,6 @@ tc_err_t tc_relinquish(tc_client_t *c, const char *api_url, const char *claim)
 
 /* ---- preview ----------------------------------------------------------------------------- */
 
-void tc_preview_free(tc_preview_t *p)
-{
-    if (!p)
-        return;
-    free(p->title);
-    free(p->description);
-    free(p->image_url);
-    memset(p, 0, sizeof(*p));
-}
-
 tc_err_t tc_preview(tc_client_t *c, const char *api_url, tc_preview_t *out)
 {
     if (!c || !api_url || !out)

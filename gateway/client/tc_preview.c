@@ -86,6 +86,16 @@ static char *unescape(const char *s, size_t len)
     return out;
 }
 
+void tc_preview_free(tc_preview_t *p)
+{
+    if (!p)
+        return;
+    free(p->title);
+    free(p->description);
+    free(p->image_url);
+    memset(p, 0, sizeof(*p));
+}
+
 tc_err_t tc_preview_parse(const char *html, size_t len, tc_preview_t *out)
 {
     if (!out)

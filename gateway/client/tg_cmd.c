@@ -407,6 +407,9 @@ int tg_cmd_receive(int argc, char **argv)
     tc_err_t e = tc_read(c, s.api_url, ent.claim, &ct);
     if (e != TC_OK) {
         rc = tg_fail(e, c, "read");
+        /* a claim the relay certainly did not bind is of no use: forget it */
+        if (!have && (e == TC_ERR_NOT_FOUND || e == TC_ERR_UNAUTHORIZED))
+            tg_state_remove(co.state_dir, s.mailbox_id);
         goto done;
     }
     rc = open_and_write(&s, &ct, o.out, co.state_dir, &ent);
