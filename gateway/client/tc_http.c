@@ -235,7 +235,13 @@ static CURLcode attempt(tc_client_t *c, const tc_req_t *rq, const char *corr, at
         }
     }
     CURLcode rc = curl_easy_perform(h);
+    long version = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &version);
+    c->last.http_version = version == CURL_HTTP_VERSION_2_0   ? 2
+                           : version == CURL_HTTP_VERSION_1_1 ? 11
+                           : version == CURL_HTTP_VERSION_1_0 ? 10
+                                                              : 0;
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(hdrs);
     return rc;

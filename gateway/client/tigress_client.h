@@ -160,7 +160,8 @@ typedef struct {
     char transport[256]; /* libcurl's description of a transport failure, "" when none */
     char correlation_id[TC_UUID_LEN + 1]; /* the Mailbox-Correlation-ID every attempt carried */
     int attempts;                         /* requests sent for this call (1 + retries) */
-    int duplicate; /* the relay answered 201: an earlier attempt was already applied */
+    int duplicate;    /* the relay answered 201: an earlier attempt was already applied */
+    int http_version; /* of the final answer: 11 (HTTP/1.1), 2 (HTTP/2), 0 (none) */
 } tc_call_info_t;
 
 /* Maps an HTTP |status| and its body (the relay's {"error": {"code", "message"}}, possibly

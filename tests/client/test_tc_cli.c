@@ -952,10 +952,88 @@ static void relay_disk_has_no_plaintext_or_secret(void **state)
     free(url);
 }
 
+/* Every library operation over each transport: HTTP/2 by ALPN and HTTP/1.1 over TLS,
+ * HTTP/1.1 and HTTP/2 with prior knowledge over cleartext; the version used is checked. */
+static void library_over_each_protocol(void **state)
+{
+    struct {
+        const char *base;
+        tc_http_mode_t mode;
+        int want;
+    } cases[] = {{E.https_base, TC_HTTP_AUTO, 2},
+                 {E.https_base, TC_HTTP_1_1, 11},
+                 {E.http_base, TC_HTTP_AUTO, 11},
+                 {E.http_base, TC_HTTP_2, 2}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tc_options_t o = {.http = cases[i].mode, .ca_file = E.cert};
+        tc_client_t *c = NULL;
+        assert_int_equal(tc_client_new(&o, &c), TC_OK);
+        const tc_call_info_t *ci = tc_client_last_call(c);
+        long max_body = 0;
+        assert_int_equal(tc_relay_max_body(c, cases[i].base, &max_body), TC_OK);
+        assert_true(max_body >= 1024);
+        uint8_t secret[TC_SECRET_MAX], *sealed, *pt;
+        size_t sl, n, pl;
+        assert_int_equal(tc_secret_new(TC_AES256, secret, &sl), TC_OK);
+        assert_int_equal(tc_seal(TC_AES256, secret, sl, (const uint8_t *)"k1", 2, &sealed, &n),
+                         TC_OK);
+        const char *snd = "11111111-1111-4111-8111-111111111111";
+        const char *rcv = "22222222-2222-4222-8222-222222222222";
+        tc_create_t in = {.type = TC_AES256,
+                          .sealed = sealed,
+                          .sealed_len = n,
+                          .title = "P",
+                          .image_url = "https://example.com/p.png",
+                          .access_rights = "RWD",
+                          .ttl_seconds = 120};
+        tc_created_t cr;
+        assert_int_equal(tc_create(c, cases[i].base, snd, &in, &cr), TC_OK);
+        print_message("%s mode %d: HTTP version %d\n", cases[i].base, (int)cases[i].mode,
+                      ci->http_version);
+        assert_int_equal(ci->http_version, cases[i].want);
+        assert_false(cr.duplicate);
+        tc_share_t s;
+        assert_int_equal(tc_share_parse(cr.url_link, &s), TC_OK);
+        /* the link is the gateway's public (TLS) URL; calls go where this case says */
+        char api[TC_URL_MAX];
+        snprintf(api, sizeof(api), "%s/v1/m/%s", cases[i].base, cr.mailbox_id);
+        tc_preview_t pv;
+        assert_int_equal(tc_preview(c, api, &pv), TC_OK);
+        assert_string_equal(pv.title, "P");
+        assert_string_equal(pv.image_url, "https://example.com/p.png");
+        tc_preview_free(&pv);
+        tc_content_t ct;
+        assert_int_equal(tc_read(c, api, rcv, &ct), TC_OK);
+        assert_int_equal(ci->http_version, cases[i].want);
+        assert_int_equal(ct.type, TC_AES256);
+        assert_string_equal(ct.title, "P");
+        assert_true(strlen(ct.expiration) >= 20);
+        assert_int_equal(tc_open(ct.type, secret, sl, ct.sealed, ct.sealed_len, NULL, 0, &pt, &pl),
+                         TC_OK);
+        assert_int_equal(pl, 2);
+        tc_free(pt, pl);
+        tc_content_free(&ct);
+        int dup = -1;
+        assert_int_equal(tc_update(c, api, rcv, TC_AES256, sealed, n, "webhook",
+                                   "https://polling.invalid/x", &dup),
+                         TC_OK);
+        assert_int_equal(dup, 0);
+        assert_int_equal(tc_relinquish(c, api, snd), TC_ERR_REJECTED); /* creators cannot */
+        assert_int_equal(tc_relinquish(c, api, rcv), TC_OK);
+        assert_int_equal(tc_delete(c, api, snd), TC_OK);
+        assert_int_equal(tc_delete(c, api, snd), TC_ERR_NOT_FOUND);
+        assert_int_equal(ci->status, 404);
+        assert_string_equal(ci->code, "not_found");
+        tc_free(sealed, n);
+        tc_client_free(c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(help_everywhere),
+        cmocka_unit_test(library_over_each_protocol),
         cmocka_unit_test(stateless_at_the_limit),
         cmocka_unit_test(stateless_stdin),
         cmocka_unit_test(third_device_refused),
