@@ -33,6 +33,14 @@ static long find_max_body(const cJSON *node, int depth)
     return 0;
 }
 
+long tc_config_max_body(const char *body, size_t len)
+{
+    cJSON *root = body ? cJSON_ParseWithLength(body, len) : NULL;
+    long v = find_max_body(root, 0);
+    cJSON_Delete(root);
+    return v;
+}
+
 tc_err_t tc_relay_max_body(tc_client_t *c, const char *relay_base, long *max_body)
 {
     char url[TC_URL_MAX];
@@ -43,12 +51,7 @@ tc_err_t tc_relay_max_body(tc_client_t *c, const char *relay_base, long *max_bod
     tc_req_t rq = {.method = "GET", .url = url};
     tc_resp_t r;
     tc_err_t e = tc_call(c, &rq, &r);
-    long v = 0;
-    if (e == TC_OK && r.status == 200) {
-        cJSON *root = cJSON_ParseWithLength(r.body, r.len);
-        v = find_max_body(root, 0);
-        cJSON_Delete(root);
-    }
+    long v = e == TC_OK && r.status == 200 ? tc_config_max_body(r.body, r.len) : 0;
     tc_resp_free(&r);
     if (e == TC_ERR_UNREACHABLE || e == TC_ERR_TLS || e == TC_ERR_TIMEOUT || e == TC_ERR_INSECURE ||
         e == TC_ERR_NOMEM)

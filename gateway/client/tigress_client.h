@@ -195,9 +195,10 @@ void tc_client_free(tc_client_t *c);
 /* Details of the last call on |c| (valid until the next call). */
 const tc_call_info_t *tc_client_last_call(const tc_client_t *c);
 
-/* GET |relay_base|/v1/config: when it answers 200 with a JSON number under a key naming the
- * maximum body (e.g. "maxBodyBytes"), that value; otherwise the known default 65536. Also
- * stores the value in the client for tc_create_max_plaintext. Fails only on unreachable/TLS. */
+/* GET |relay_base|/v1/config: when it answers 200 with a maximum body size (see
+ * tc_config_max_body), that value; otherwise the known default 65536. Also stores the value in
+ * the client for the size checks of tc_create and tc_update. Fails only when the relay cannot be
+ * reached (TC_ERR_UNREACHABLE, TC_ERR_TLS, TC_ERR_TIMEOUT, TC_ERR_INSECURE) or TC_ERR_NOMEM. */
 tc_err_t tc_relay_max_body(tc_client_t *c, const char *relay_base, long *max_body);
 
 /* CreateMailbox input. Strings are copied into the request; NULL means "leave out". */
@@ -227,6 +228,11 @@ typedef struct {
  * TC_ERR_TOO_LARGE without any request when the body would exceed the client's max_body. */
 tc_err_t tc_create(tc_client_t *c, const char *relay_base, const char *claim, const tc_create_t *in,
                    tc_created_t *out);
+
+/* The maximum request body size in a /v1/config answer: the first number (1024 .. 1e9) whose
+ * key names a maximum body ("maxBodyBytes", "max_body_size", ...), searched depth first up to
+ * 4 levels deep; 0 when there is none or |body| is not JSON. Never fails on any input. */
+long tc_config_max_body(const char *body, size_t len);
 
 /* The exact CreateMailbox body size in bytes for |in| when its payload seals |pt_len| bytes
  * (|in|->sealed ignored), and the largest plaintext whose body fits |max_body|. */

@@ -1,5 +1,6 @@
 /* libFuzzer target for the client's parsers of untrusted text: share URLs (from a message),
- * relay base URLs, the relay's JSON error bodies and its OpenGraph preview page. The first
+ * relay base URLs, the relay's JSON error bodies, its /v1/config answer and its OpenGraph
+ * preview page. The first
  * byte picks the parser. A share URL that parses must survive build -> parse unchanged. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *s = malloc(size);
     memcpy(s, data + 1, size - 1);
     s[size - 1] = '\0';
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0:
         share_roundtrip(s);
         break;
@@ -45,6 +46,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         break;
     }
+    case 4:
+        if (tc_config_max_body((const char *)data + 1, size - 1) < 0)
+            abort();
+        break;
     default: {
         tc_preview_t p;
         if (tc_preview_parse((const char *)data + 1, size - 1, &p) == TC_OK)

@@ -379,6 +379,27 @@ static void body_sizes(void **state)
     assert_int_equal(tc_create_max_plaintext(&in, 100), 0);
 }
 
+static void config_max_body(void **state)
+{
+    static const struct {
+        const char *json;
+        long want;
+    } cases[] = {
+        {"{\"apiVersion\":\"v1\",\"maxBodyBytes\":65536}", 65536},
+        {"{\"limits\":{\"maxTitleBytes\":256,\"maxBodySize\":131072}}", 131072},
+        {"{\"max_body\":2048}", 2048},
+        {"{\"maxBodyBytes\":\"65536\"}", 0},
+        {"{\"maxBodyBytes\":10}", 0},
+        {"{\"bodyBytes\":65536}", 0},
+        {"{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"maxBody\":5000}}}}}}", 0},
+        {"not json", 0},
+        {"", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(tc_config_max_body(cases[i].json, strlen(cases[i].json)), cases[i].want);
+    assert_int_equal(tc_config_max_body(NULL, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +411,7 @@ int main(void)
         cmocka_unit_test(relay_errors),
         cmocka_unit_test(preview_parse),
         cmocka_unit_test(body_sizes),
+        cmocka_unit_test(config_max_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
