@@ -17,6 +17,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pty.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -363,6 +364,107 @@ static void raw(const char *method, const char *path, const char *claim, const c
 }
 
 /* ---- tests ------------------------------------------------------------------------------- */
+
+/* Progress lines appear only when stderr is a terminal: none into a file, some on a pty. */
+static void progress_only_on_a_terminal(void **state)
+{
+    write_file(path_in("tty.bin"), "tty", 3);
+    cli_t r;
+    CLI(&r, NULL, "send", "--relay", E.https_base, device("tty-a"), path_in("tty.bin"));
+    char *url = share_url(&r);
+    assert_int_equal(r.err_len, 0);
+    cli_free(&r);
+    int master, slave;
+    assert_int_equal(openpty(&master, &slave, NULL, NULL, NULL), 0);
+    char bin[512], out[700];
+    th_bin("tigress", bin, sizeof(bin));
+    snprintf(out, sizeof(out), "--output=%s", path_in("tty.out"));
+    char *argv[] = {bin, "receive", url, (char *)device("tty-b"), out, NULL};
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(master);
+        setenv("HOME", E.home, 1);
+        setenv("TIGRESS_CACERT", E.cert, 1);
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(slave, 2);
+        execv(bin, argv);
+        _exit(127);
+    }
+    close(slave);
+    char text[4096];
+    size_t n = 0;
+    long long deadline = th_now_ms() + 60000;
+    for (;;) { /* until the child closed the pty (EIO) */
+        struct pollfd pfd = {.fd = master, .events = POLLIN};
+        if (th_now_ms() > deadline)
+            break;
+        if (poll(&pfd, 1, 200) <= 0)
+            continue;
+        ssize_t k = read(master, text + n, sizeof(text) - 1 - n);
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+    }
+    text[n] = '\0';
+    close(master);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    if (!strstr(text, "3 bytes verified and written"))
+        fail_msg("no progress on the terminal: %s", text);
+    expect_file(path_in("tty.out"), "tty", 3);
+    free(url);
+}
+
+/* A Secret given on the command line is overwritten in the process's arguments once parsed,
+ * so a long `wait` does not show it in the process list. */
+static void secret_leaves_the_process_list(void **state)
+{
+    write_file(path_in("ps.bin"), "ps", 2);
+    cli_t r;
+    CLI(&r, NULL, "send", "--relay", E.https_base, device("ps-a"), path_in("ps.bin"));
+    char *url = share_url(&r);
+    cli_free(&r);
+    const char *secret = strchr(url, '#') + 1;
+    char bin[512];
+    th_bin("tigress", bin, sizeof(bin));
+    char *argv[] = {bin, "wait", url, (char *)device("ps-a"), "--max-wait=20s", "-q", NULL};
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("TIGRESS_CACERT", E.cert, 1);
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(nul, 2);
+        execv(bin, argv);
+        _exit(127);
+    }
+    char path[64], cmdline[4096];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    int wiped = 0;
+    for (long long end = th_now_ms() + 15000; !wiped && th_now_ms() < end;) {
+        FILE *f = fopen(path, "rb");
+        size_t n = f ? fread(cmdline, 1, sizeof(cmdline) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        for (size_t i = 0; i < n; i++)
+            cmdline[i] = cmdline[i] ? cmdline[i] : ' ';
+        cmdline[n] = '\0';
+        wiped = strstr(cmdline, "#xxxxxxxxxxxxxxxxxxxxxx") != NULL;
+        if (wiped)
+            assert_null(strstr(cmdline, secret));
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_true(wiped);
+    free(url);
+}
 
 static void help_everywhere(void **state)
 {
@@ -1034,6 +1136,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(help_everywhere),
         cmocka_unit_test(library_over_each_protocol),
+        cmocka_unit_test(progress_only_on_a_terminal),
+        cmocka_unit_test(secret_leaves_the_process_list),
         cmocka_unit_test(stateless_at_the_limit),
         cmocka_unit_test(stateless_stdin),
         cmocka_unit_test(third_device_refused),
