@@ -97,23 +97,26 @@ int tg_parse_token(const char *arg, const char **type, const char **data, char *
 int tg_parse_opts(int argc, char **argv, const char *shortopts, const struct option *longopts,
                   const char *usage, tg_common_t *co, tg_own_opt_fn own, void *ctx)
 {
+    char so[32];
+    snprintf(so, sizeof(so), ":%s", shortopts); /* ':' tells a missing value from an unknown */
     optind = 0;
+    opterr = 0; /* one error line, ours */
     int opt;
-    while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, so, longopts, NULL)) != -1) {
         if (opt == 'h') {
             printf("%s\n%s", usage, tg_common_help);
             return -1;
         }
+        if (opt == '?' || opt == ':') {
+            tg_err("%s %s (see --help)", opt == ':' ? "missing value for" : "unknown option",
+                   argv[optind - 1]);
+            return TG_EXIT_USAGE;
+        }
         int r = tg_common_opt(co, opt, optarg);
         if (r < 0)
             return TG_EXIT_USAGE;
-        if (r > 0)
-            continue;
-        if (opt == '?' || !own || (r = own(ctx, opt, optarg)) != 0) {
-            if (opt == '?')
-                fprintf(stderr, "tigress %s: see --help\n", tg_cmd_name);
-            return opt == '?' ? TG_EXIT_USAGE : r;
-        }
+        if (r == 0 && (!own || (r = own(ctx, opt, optarg)) != 0))
+            return own ? r : TG_EXIT_USAGE;
     }
     return tg_common_finish(co);
 }

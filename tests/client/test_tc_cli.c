@@ -497,6 +497,12 @@ static void help_everywhere(void **state)
     CLI(&r, NULL, "send", "--relay", E.https_base, "--ttl", "soon", "-");
     expect_error_line(&r, 2, "--ttl");
     cli_free(&r);
+    CLI(&r, NULL, "send", "--frobnicate", "-");
+    expect_error_line(&r, 2, "unknown option --frobnicate");
+    cli_free(&r);
+    CLI(&r, NULL, "receive", "x", "-o");
+    expect_error_line(&r, 2, "missing value for -o");
+    cli_free(&r);
 }
 
 /* The largest file the relay's 64 KiB body allows goes through; one byte more is refused with a
