@@ -466,6 +466,61 @@ static void secret_leaves_the_process_list(void **state)
     free(url);
 }
 
+static th_proc_t T_gw2; /* a second gateway a test starts; killed by its teardown */
+
+static int kill_gw2(void **state)
+{
+    if (T_gw2.pid > 0)
+        th_proc_kill9(&T_gw2);
+    return 0;
+}
+
+/* A relay with a smaller body limit: the command line learns it from GET /v1/config when the
+ * relay publishes it and refuses before uploading; a relay that does not publish it answers
+ * 413 to the upload. Either way the user gets exit status 7 and one line. */
+static void published_body_limit(void **state)
+{
+    char store[64];
+    snprintf(store, sizeof(store), "--store-target=127.0.0.1:%d",
+             th_proc_port(&E.store, "grpc_port"));
+    const char *extra[] = {store, "--max-body=16384", "--threads=1", "--log-level=warn", NULL};
+    th_proc_t *gw2 = &T_gw2;
+    assert_int_equal(th_gateway_start(gw2, extra, 20000), 0);
+    char base[64];
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", th_proc_port(gw2, "http_port"));
+    th_http_req_t rq = {.proto = TH_HTTP_H1,
+                        .port = th_proc_port(gw2, "http_port"),
+                        .method = "GET",
+                        .path = "/v1/config",
+                        .timeout_ms = 15000};
+    th_http_resp_t resp;
+    CURL *c = curl_easy_init();
+    assert_int_equal(th_http_request(c, &rq, &resp), 0);
+    curl_easy_cleanup(c);
+    int published = resp.status == 200;
+    print_message("GET /v1/config: %ld\n", resp.status);
+    th_http_resp_free(&resp);
+    uint8_t *data = random_bytes(14000);
+    write_file(path_in("small.bin"), data, 14000);
+    cli_t r;
+    CLI(&r, NULL, "send", "--relay", base, device("pl-a"), path_in("small.bin"));
+    if (published) {
+        expect_error_line(&r, 7, "request limit is 16384 bytes");
+        assert_non_null(strstr(r.err, "nothing was uploaded"));
+        size_t max = strtoul(strstr(r.err, "at most ") + 8, NULL, 10);
+        assert_true(max > 11000 && max < 12288);
+        cli_free(&r);
+        write_file(path_in("small.bin"), data, max);
+        CLI(&r, NULL, "send", "--relay", base, device("pl-a"), path_in("small.bin"));
+        expect_rc(&r, 0);
+    } else {
+        expect_error_line(&r, 7, "413");
+    }
+    cli_free(&r);
+    free(data);
+    assert_int_equal(th_proc_stop_clean(gw2, "gateway", 15000), 0);
+}
+
 static void help_everywhere(void **state)
 {
     const char *cmds[] = {"send",   "receive",    "reply",   "wait",
@@ -1145,6 +1200,7 @@ int main(void)
         cmocka_unit_test(progress_only_on_a_terminal),
         cmocka_unit_test(secret_leaves_the_process_list),
         cmocka_unit_test(stateless_at_the_limit),
+        cmocka_unit_test_teardown(published_body_limit, kill_gw2),
         cmocka_unit_test(stateless_stdin),
         cmocka_unit_test(third_device_refused),
         cmocka_unit_test(wrong_fragment),

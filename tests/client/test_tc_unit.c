@@ -388,6 +388,9 @@ static void config_max_body(void **state)
         {"{\"apiVersion\":\"v1\",\"maxBodyBytes\":65536}", 65536},
         {"{\"limits\":{\"maxTitleBytes\":256,\"maxBodySize\":131072}}", 131072},
         {"{\"max_body\":2048}", 2048},
+        {"{\"apiVersion\":\"v1\",\"lifetime\":{\"maximumSeconds\":172800},\"limits\":{"
+         "\"maxBodyBytes\":16384,\"titleMaxBytes\":256,\"descriptionMaxBytes\":1024}}",
+         16384},
         {"{\"maxBodyBytes\":\"65536\"}", 0},
         {"{\"maxBodyBytes\":10}", 0},
         {"{\"bodyBytes\":65536}", 0},
