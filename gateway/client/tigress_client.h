@@ -229,9 +229,10 @@ typedef struct {
 tc_err_t tc_create(tc_client_t *c, const char *relay_base, const char *claim, const tc_create_t *in,
                    tc_created_t *out);
 
-/* The maximum request body size in a /v1/config answer: the first number (1024 .. 1e9) whose
- * key names a maximum body ("maxBodyBytes", "max_body_size", ...), searched depth first up to
- * 4 levels deep; 0 when there is none or |body| is not JSON. Never fails on any input. */
+/* The maximum request body size in a /v1/config answer (this gateway publishes it as
+ * limits.maxBodyBytes): the first number (1024 .. 1e9) whose key names a maximum body
+ * ("maxBodyBytes", "max_body_size", ...), searched depth first up to 4 levels deep; 0 when
+ * there is none or |body| is not JSON. Never fails on any input. */
 long tc_config_max_body(const char *body, size_t len);
 
 /* The exact CreateMailbox body size in bytes for |in| when its payload seals |pt_len| bytes
