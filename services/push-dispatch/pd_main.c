@@ -212,6 +212,30 @@ static grpc_status_code h_cancel(cm_rpc_call_t *call, void *user, const Protobuf
     return GRPC_STATUS_OK;
 }
 
+static grpc_status_code h_cancel_recipient(cm_rpc_call_t *call, void *user,
+                                           const ProtobufCMessage *req_, ProtobufCMessage *resp_)
+{
+    const Tigress__Push__V1__CancelRecipientRequest *req = (const void *)req_;
+    Tigress__Push__V1__CancelMailboxResponse *resp = (void *)resp_;
+    (void)user;
+    if (!pd_id_valid(req->mailbox_id))
+        return cm_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                           "mailbox_id must be 1..%d characters of [A-Za-z0-9._-]", PD_ID_MAX);
+    if (!req->token_type || !req->token_type[0] || !req->token_data || !req->token_data[0])
+        return cm_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                           "token_type and token_data are required");
+    uint32_t dropped = 0;
+    if (pd_queue_cancel_recipient(queue, req->mailbox_id, req->token_type, req->token_data,
+                                  &dropped) != 0) {
+        set_health(0, pd_queue_healthy(queue));
+        return cm_rpc_fail(call, GRPC_STATUS_UNAVAILABLE, "queue write failed; retry");
+    }
+    resp->dropped = dropped;
+    for (uint32_t i = 0; i < dropped; i++)
+        pd_metric_dropped(req->token_type, "cancelled");
+    return GRPC_STATUS_OK;
+}
+
 static grpc_status_code h_supported(cm_rpc_call_t *call, void *user, const ProtobufCMessage *req_,
                                     ProtobufCMessage *resp_)
 {
@@ -361,6 +385,10 @@ int main(int argc, char **argv)
                                  &tigress__push__v1__cancel_mailbox_request__descriptor,
                                  &tigress__push__v1__cancel_mailbox_response__descriptor, h_cancel,
                                  NULL) != 0 ||
+        cm_rpc_server_add_method(srv, "/" SERVICE_NAME "/CancelRecipient",
+                                 &tigress__push__v1__cancel_recipient_request__descriptor,
+                                 &tigress__push__v1__cancel_mailbox_response__descriptor,
+                                 h_cancel_recipient, NULL) != 0 ||
         cm_rpc_server_add_method(
             srv, "/" SERVICE_NAME "/Supported", &tigress__push__v1__supported_request__descriptor,
             &tigress__push__v1__supported_response__descriptor, h_supported, NULL) != 0)

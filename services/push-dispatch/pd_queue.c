@@ -673,6 +673,60 @@ out:
     return rc;
 }
 
+static int same_recipient(const pd_entry_t *e, const char *mailbox, const char *type,
+                          const char *token)
+{
+    return strcmp(e->mailbox, mailbox) == 0 && strcmp(e->type, type) == 0 &&
+           strcmp(e->token, token) == 0;
+}
+
+int pd_queue_cancel_recipient(pd_queue_t *q, const char *mailbox, const char *type,
+                              const char *token, uint32_t *dropped)
+{
+    int rc = -1;
+    char k[2 * PD_ID_MAX + 8], v[32];
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    *dropped = 0;
+    pthread_mutex_lock(&q->wlock);
+    pthread_mutex_lock(&q->lock);
+    /* Every stored entry that could be opened is in the heap or in flight, so the in-memory
+     * tokens are enough to find them (the stored ones are sealed). */
+    for (size_t i = 0; i < q->nheap; i++) {
+        pd_entry_t *e = q->heap[i];
+        if (!same_recipient(e, mailbox, type, token))
+            continue;
+        size_t kl = qkey(k, sizeof(k), 'q', e->mailbox, e->id);
+        rocksdb_writebatch_delete(wb, k, kl);
+        k[0] = 'd';
+        int vl = snprintf(v, sizeof(v), "%" PRId64, e->expires_ms);
+        rocksdb_writebatch_put(wb, k, kl, v, (size_t)vl);
+    }
+    if (rocksdb_writebatch_count(wb) > 0 && qwrite(q, q->wsync, wb, "cancel recipient") != 0)
+        goto out;
+    size_t w = 0;
+    for (size_t i = 0; i < q->nheap; i++) {
+        if (same_recipient(q->heap[i], mailbox, type, token)) {
+            pd_entry_free(q->heap[i]);
+            (*dropped)++;
+        } else {
+            q->heap[w++] = q->heap[i];
+        }
+    }
+    q->nheap = w;
+    for (size_t i = q->nheap / 2 + 1; i-- > 0;)
+        if (i < q->nheap)
+            heap_down(q, i);
+    for (size_t i = 0; i < q->nflight; i++)
+        if (same_recipient(q->flight[i], mailbox, type, token))
+            q->flight[i]->cancelled = 1;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(&q->wlock);
+    rocksdb_writebatch_destroy(wb);
+    return rc;
+}
+
 /* ---- take / finish ---- */
 
 int pd_queue_take(pd_queue_t *q, pd_entry_t **out)

@@ -50,6 +50,13 @@ int pd_queue_enqueue(pd_queue_t *q, Tigress__Push__V1__Notification *const *ns, 
 int pd_queue_cancel(pd_queue_t *q, const char *mailbox, int64_t expires_ms, int64_t now_ms,
                     uint32_t *dropped);
 
+/* Drops the queued entries of |mailbox| addressed to token |type| / |token| (a party left the
+ * mailbox): deletes them and records their ids as handled (synced); entries of that token
+ * being delivered right now are flagged so they are not retried. *dropped = how many queued
+ * entries were removed. Returns 0 or -1. */
+int pd_queue_cancel_recipient(pd_queue_t *q, const char *mailbox, const char *type,
+                              const char *token, uint32_t *dropped);
+
 /* Waits until an entry is due and hands it out (the caller owns it until pd_queue_finish).
  * Returns 0, or -1 once pd_queue_stop was called. */
 int pd_queue_take(pd_queue_t *q, pd_entry_t **out);

@@ -188,7 +188,7 @@ static void rotation(void **state)
     pdt_ctl(t, "apns", "{\"default\":503}");
     assert_int_equal(pd_start(s, s->ring1), 0);
     enqueue_tokens(s, "old", 100, N, old);
-    assert_int_equal(pdt_wait(t, "apns", 503, NULL, N, 30000), N);
+    assert_true(pdt_wait(t, "apns", 503, NULL, N, 30000) >= N);
     assert_int_equal(pdt_pd_stop(t), 0);
     assert_int_equal(queue_key_ids(s, by_id, &clear), N);
     assert_int_equal(by_id[1], N);
@@ -313,6 +313,63 @@ static void bad_ring(void **state)
     free(log);
 }
 
+static int cancel_recipient(pdt_t *t, const char *mailbox, const char *token, uint32_t *dropped)
+{
+    Tigress__Push__V1__CancelRecipientRequest rq =
+        TIGRESS__PUSH__V1__CANCEL_RECIPIENT_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    cm_rpc_call_opts_t o = {.timeout_ms = 30000};
+    cm_rpc_status_t st;
+    rq.mailbox_id = (char *)mailbox;
+    rq.token_type = "com.apple.apns";
+    rq.token_data = (char *)token;
+    int rc = cm_rpc_call(t->ch, "/tigress.push.v1.PushDispatch/CancelRecipient", &rq.base,
+                         &tigress__push__v1__cancel_mailbox_response__descriptor, &o, &resp, &st);
+    if (rc != 0)
+        return -(int)st.code;
+    *dropped = ((Tigress__Push__V1__CancelMailboxResponse *)resp)->dropped;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return 0;
+}
+
+/* A receiver that left a mailbox loses its queued notifications there; the other party's stay,
+ * and so do the receiver's notifications of other mailboxes. Survives a restart (the entries
+ * are gone from disk, their ids count as handled). */
+static void recipient_cancelled(void **state)
+{
+    st_t *s = *state;
+    pdt_t *t = &s->t;
+    char left[65], other[65], stay[65];
+    uint32_t dropped = 0;
+    int64_t exp = pdt_now_ms() + 3600000;
+    token(301, left);
+    token(302, other);
+    token(303, stay);
+    pdt_ctl(t, "apns", "{\"default\":503}");
+    assert_int_equal(pd_start(s, s->ring1), 0);
+    assert_int_equal(pdt_enqueue1(t, "n1", "mb-a", "com.apple.apns", left, exp), 1);
+    assert_int_equal(pdt_enqueue1(t, "n2", "mb-a", "com.apple.apns", left, exp), 1);
+    assert_int_equal(pdt_enqueue1(t, "n3", "mb-a", "com.apple.apns", other, exp), 1);
+    assert_int_equal(pdt_enqueue1(t, "n4", "mb-b", "com.apple.apns", left, exp), 1);
+    assert_true(pdt_wait(t, "apns", 503, NULL, 4, 30000) >= 4);
+    assert_int_equal(cancel_recipient(t, "mb-a", left, &dropped), 0);
+    /* An entry may be in flight at this moment: then it is flagged instead of counted. */
+    assert_true(dropped <= 2);
+    assert_int_equal(cancel_recipient(t, "mb-a", "", &dropped), -GRPC_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(cancel_recipient(t, "mb/a", left, &dropped), -GRPC_STATUS_INVALID_ARGUMENT);
+    /* A re-sent Enqueue of a dropped id is a duplicate. */
+    assert_int_equal(pdt_enqueue1(t, "n1", "mb-a", "com.apple.apns", left, exp), 0);
+    assert_int_equal(pdt_pd_stop(t), 0);
+
+    pdt_ctl(t, "apns", "{}");
+    assert_int_equal(pd_start(s, s->ring1), 0);
+    assert_int_equal(pdt_wait(t, "apns", 200, other, 1, 30000), 1);
+    assert_int_equal(pdt_wait(t, "apns", 200, NULL, 2, 30000), 2);
+    pdt_sleep_ms(1500);
+    assert_int_equal(pdt_count(t, "apns", 200, left), 1); /* mb-b's only */
+    assert_int_equal(pdt_pd_stop(t), 0);
+}
+
 int main(void)
 {
     cm_rpc_init();
@@ -321,6 +378,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(legacy_entries_sealed, setup, teardown),
         cmocka_unit_test_setup_teardown(generated_key, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_ring, setup, teardown),
+        cmocka_unit_test_setup_teardown(recipient_cancelled, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     cm_rpc_shutdown();
