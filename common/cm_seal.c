@@ -398,6 +398,25 @@ cm_seal_err_t cm_seal_hash(const cm_seal_ring_t *r, const void *msg, size_t n,
     return mac(r->keys[r->primary], msg, n, out + 1);
 }
 
+cm_seal_err_t cm_seal_hash_with(const cm_seal_ring_t *r, uint8_t key_id, const void *msg, size_t n,
+                                uint8_t out[CM_SEAL_HASH_LEN])
+{
+    if (key_id == 0 || !r->present[key_id])
+        return CM_SEAL_ERR_UNKNOWN_KEY;
+    out[0] = key_id;
+    return mac(r->keys[key_id], msg, n, out + 1);
+}
+
+size_t cm_seal_ring_ids(const cm_seal_ring_t *r, uint8_t ids[255])
+{
+    size_t n = 0;
+    ids[n++] = r->primary;
+    for (int id = 255; id >= 1; id--)
+        if (r->present[id] && id != r->primary)
+            ids[n++] = (uint8_t)id;
+    return n;
+}
+
 cm_seal_err_t cm_seal_hash_verify(const cm_seal_ring_t *r, const void *msg, size_t n,
                                   const uint8_t stored[CM_SEAL_HASH_LEN])
 {

@@ -102,6 +102,15 @@ cm_seal_err_t cm_seal_key_id(const uint8_t *sealed, size_t n, uint8_t *key_id);
 cm_seal_err_t cm_seal_hash(const cm_seal_ring_t *r, const void *msg, size_t n,
                            uint8_t out[CM_SEAL_HASH_LEN]);
 
+/* out = |key_id| | HMAC-SHA-256(key |key_id|, msg): the hash a value stored under an older key
+ * would have (to look up rows keyed by a claim's hash during a rotation).
+ * CM_SEAL_ERR_UNKNOWN_KEY when the ring has no such key. */
+cm_seal_err_t cm_seal_hash_with(const cm_seal_ring_t *r, uint8_t key_id, const void *msg, size_t n,
+                                uint8_t out[CM_SEAL_HASH_LEN]);
+
+/* The ids of the ring, primary first, then descending; returns how many (<= 255). */
+size_t cm_seal_ring_ids(const cm_seal_ring_t *r, uint8_t ids[255]);
+
 /* Recomputes the HMAC of |msg| under the key |stored| names and compares in constant time.
  * CM_SEAL_OK when equal, CM_SEAL_ERR_AUTH when not, CM_SEAL_ERR_UNKNOWN_KEY when the ring no
  * longer holds that key. */

@@ -228,6 +228,14 @@ static void rotation(void **state)
     assert_int_equal(h_new[0], 2);
     assert_memory_not_equal(h_new + 1, h_old + 1, CM_SEAL_MAC_LEN);
     assert_int_equal(cm_seal_hash_verify(r12, "claim", 5, h_new), CM_SEAL_OK);
+    /* The hash an older binding has, for lookups keyed by it. */
+    uint8_t h_with[CM_SEAL_HASH_LEN], ids[255];
+    assert_int_equal(cm_seal_hash_with(r12, 1, "claim", 5, h_with), CM_SEAL_OK);
+    assert_memory_equal(h_with, h_old, CM_SEAL_HASH_LEN);
+    assert_int_equal(cm_seal_hash_with(r12, 3, "claim", 5, h_with), CM_SEAL_ERR_UNKNOWN_KEY);
+    assert_int_equal(cm_seal_ring_ids(r12, ids), 2);
+    assert_int_equal(ids[0], 2);
+    assert_int_equal(ids[1], 1);
     /* The old ring cannot read the new values: a clear error, not garbage. */
     assert_int_equal(cm_seal_decrypt(r1, ad, 4, fresh, cm_seal_sealed_len(9), out, &n, NULL),
                      CM_SEAL_ERR_UNKNOWN_KEY);
