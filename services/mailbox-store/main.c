@@ -1,5 +1,6 @@
-/* mailbox-store: the tigress.mailbox.v1.MailboxStore gRPC service on RocksDB.
- * Process wiring only: configuration, start-up order, signals, drain. */
+/* mailbox-store: the tigress.mailbox.v1.MailboxStore gRPC service over a storage engine
+ * (--engine rocksdb|postgres). Process wiring only: configuration, start-up order, signals,
+ * drain. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -14,24 +15,26 @@
 #include "cm_log.h"
 #include "cm_rpc.h"
 #include "ms_claim.h"
+#include "ms_core.h"
 #include "ms_dump.h"
+#include "ms_engine.h"
 #include "ms_outbox.h"
 #include "ms_service.h"
-#include "ms_store.h"
 #include "ms_sweeper.h"
 
 typedef struct {
-    const char *listen, *admin_listen, *data_dir, *claim_key_file, *push_target, *lb_policy,
-        *log_level, *ready_file;
+    const char *listen, *admin_listen, *engine, *data_dir, *database_url_file, *claim_key_file,
+        *push_target, *lb_policy, *log_level, *ready_file;
     int64_t max_ttl, workers, sweep_interval_ms, sweep_batch, drain_timeout_ms, drain_delay_ms,
-        push_timeout_ms;
+        push_timeout_ms, db_pool_size, db_statement_timeout_ms;
     int sync, dump;
 } config_t;
 
 /* Shared between the signal wait in main, the sweeper's health callback and the admin thread. */
 typedef struct {
     cm_rpc_server_t *srv;
-    ms_store_t *st;
+    ms_engine_t *eng;
+    ms_core_t *core;
     /* Guards the check of |draining| together with the health update, so that a sweeper pass
      * racing the start of the drain cannot turn the server back to SERVING. */
     pthread_mutex_t health_mu;
@@ -86,27 +89,87 @@ static int is_ready(void *arg)
     return !app->draining && app->healthy;
 }
 
-int main(int argc, char **argv)
+/* Refuses contradictory or out-of-range settings. 0, or 2 (logged). */
+static int check_config(const config_t *c)
 {
-    cm_rpc_signals_block();
+    ms_engine_kind_t kind;
+    if (c->max_ttl < 1 || c->workers < 1 || c->workers > 64 || c->sweep_interval_ms < 1 ||
+        c->sweep_batch < 1 || c->drain_timeout_ms < 1 || c->push_timeout_ms < 1 ||
+        c->drain_delay_ms < 0 || c->drain_delay_ms > 600000 || c->db_pool_size < 1 ||
+        c->db_pool_size > 256 || c->db_statement_timeout_ms < 1) {
+        CM_ERROR(NULL, "invalid configuration: --max-ttl, --workers (1..64), --sweep-interval-ms, "
+                       "--sweep-batch, --db-pool-size (1..256) and the timeouts must be "
+                       "positive, --drain-delay-ms 0..600000");
+        return 2;
+    }
+    if (c->lb_policy && *c->lb_policy && strcmp(c->lb_policy, "pick_first") != 0 &&
+        strcmp(c->lb_policy, "round_robin") != 0) {
+        CM_ERROR(NULL, "invalid configuration: --lb-policy must be empty, pick_first or "
+                       "round_robin");
+        return 2;
+    }
+    if (ms_engine_kind_parse(c->engine, &kind) != 0) {
+        CM_ERROR(NULL, "invalid configuration: --engine must be rocksdb or postgres");
+        return 2;
+    }
+#ifndef MS_HAVE_POSTGRES
+    if (kind == MS_ENGINE_POSTGRES) {
+        CM_ERROR(NULL, "invalid configuration: --engine=postgres, but this mailbox-store was "
+                       "built without the PostgreSQL engine");
+        return 2;
+    }
+#endif
+    if (kind == MS_ENGINE_POSTGRES && (!c->database_url_file || !*c->database_url_file)) {
+        CM_ERROR(NULL, "invalid configuration: --engine=postgres needs --database-url-file");
+        return 2;
+    }
+    /* Replicas on one database must hash claims alike: a key generated per process would not. */
+    if (kind == MS_ENGINE_POSTGRES && (!c->claim_key_file || !*c->claim_key_file)) {
+        CM_ERROR(NULL, "invalid configuration: --engine=postgres needs --claim-key-file (every "
+                       "replica must use the same key)");
+        return 2;
+    }
+    if (kind != MS_ENGINE_ROCKSDB && c->dump) {
+        CM_ERROR(NULL, "invalid configuration: --dump reads a RocksDB data directory");
+        return 2;
+    }
+    return 0;
+}
+
+/* Reads flags and environment into |c|. 0 to run, 1 to exit 0 (--help), 2 on bad input. */
+static int parse_config(config_t *cfg, int argc, char **argv)
+{
     config_t c;
     cm_opt_t opts[] = {
         {"listen", CM_OPT_STR, "127.0.0.1:7001", "gRPC listen address (port 0: any free port)",
          &c.listen},
         {"admin-listen", CM_OPT_STR, "127.0.0.1:9101", "admin HTTP (/metrics /healthz /readyz)",
          &c.admin_listen},
+        {"engine", CM_OPT_STR, "rocksdb",
+         "storage engine: rocksdb (embedded, one process per data directory) or postgres "
+         "(shared database, any number of replicas)",
+         &c.engine},
         {"data-dir", CM_OPT_STR, "./.local/data/mailbox-store",
-         "data directory: RocksDB in <dir>/db, generated claim key in <dir>/claim.key",
+         "data directory: RocksDB in <dir>/db (rocksdb engine), generated claim key in "
+         "<dir>/claim.key",
          &c.data_dir},
+        {"database-url-file", CM_OPT_STR, NULL,
+         "postgres engine: file holding the libpq connection string (a secret; may list several "
+         "hosts with target_session_attrs=read-write)",
+         &c.database_url_file},
+        {"db-pool-size", CM_OPT_INT, "8", "postgres engine: database connections", &c.db_pool_size},
+        {"db-statement-timeout-ms", CM_OPT_INT, "2000",
+         "postgres engine: longest run of any SQL statement", &c.db_statement_timeout_ms},
         {"claim-key-file", CM_OPT_STR, NULL,
          "file holding the per-deployment HMAC key for device claims (>= 32 bytes); empty: "
          "generate <data-dir>/claim.key (development only)",
          &c.claim_key_file},
         {"max-ttl", CM_OPT_INT, "172800", "longest mailbox lifetime in seconds", &c.max_ttl},
-        {"sync", CM_OPT_BOOL, "1", "fsync the WAL before acknowledging a write", &c.sync},
+        {"sync", CM_OPT_BOOL, "1", "rocksdb engine: fsync the WAL before acknowledging a write",
+         &c.sync},
         {"workers", CM_OPT_INT, "16",
-         "gRPC handler threads; a handler waits out its WAL fsync, so with --sync=1 more threads "
-         "mean larger RocksDB group commits (16 measured ~1.8x of 4 on 2 cores)",
+         "gRPC handler threads; a handler waits out its commit, so more threads mean larger "
+         "RocksDB group commits (rocksdb) or more transactions in flight (postgres)",
          &c.workers},
         {"sweep-interval-ms", CM_OPT_INT, "1000", "pause between expiry sweeps",
          &c.sweep_interval_ms},
@@ -129,62 +192,150 @@ int main(int argc, char **argv)
         {"ready-file", CM_OPT_STR, NULL,
          "write {\"grpc_port\":..,\"admin_port\":..} here once listening", &c.ready_file},
         {"dump", CM_OPT_BOOL, "0",
-         "print every key of <data-dir>/db as JSON lines (read-only) and exit", &c.dump},
+         "rocksdb engine: print every key of <data-dir>/db as JSON lines (read-only) and exit",
+         &c.dump},
     };
     int rc = cm_config_parse("mailbox-store",
                              "Mailbox store of the Tigress relay: mailboxes, device binding, "
-                             "idempotency and expiry on RocksDB, served over gRPC.",
+                             "idempotency and expiry on RocksDB or PostgreSQL, served over gRPC.",
                              opts, sizeof(opts) / sizeof(opts[0]), argc, argv, NULL);
+    *cfg = c;
     if (rc != 0)
-        return rc > 0 ? 0 : 2;
+        return rc > 0 ? 1 : 2;
     cm_log_level_t level;
     if (cm_log_level_parse(c.log_level, &level) != 0) {
         fprintf(stderr, "mailbox-store: --log-level must be debug, info, warn or error\n");
         return 2;
     }
     cm_log_init("mailbox-store", level);
-    if (c.max_ttl < 1 || c.workers < 1 || c.workers > 64 || c.sweep_interval_ms < 1 ||
-        c.sweep_batch < 1 || c.drain_timeout_ms < 1 || c.push_timeout_ms < 1 ||
-        c.drain_delay_ms < 0 || c.drain_delay_ms > 600000) {
-        CM_ERROR(NULL, "invalid configuration: --max-ttl, --workers (1..64), --sweep-interval-ms, "
-                       "--sweep-batch and the timeouts must be positive, --drain-delay-ms "
-                       "0..600000");
-        return 2;
-    }
-    if (c.lb_policy && *c.lb_policy && strcmp(c.lb_policy, "pick_first") != 0 &&
-        strcmp(c.lb_policy, "round_robin") != 0) {
-        CM_ERROR(NULL, "invalid configuration: --lb-policy must be empty, pick_first or "
-                       "round_robin");
-        return 2;
-    }
-    char db_path[1024], err[512];
-    snprintf(db_path, sizeof(db_path), "%s/db", c.data_dir);
-    if (c.dump) {
-        long n = ms_dump(db_path, stdout, err, sizeof(err));
-        if (n < 0) {
-            fprintf(stderr, "mailbox-store: %s\n", err);
-            return 1;
-        }
-        return 0;
-    }
-    if (mkdir_p(c.data_dir) != 0) {
-        CM_ERROR(NULL, "cannot create data dir %s: %s", c.data_dir, strerror(errno));
-        return 1;
+    return check_config(cfg);
+}
+
+/* Opens the engine and the core on it (the claim key loaded and wiped again). 0 or -1. */
+static int open_storage(const config_t *c, app_t *app, ms_outbox_t *ob)
+{
+    char db_path[1100], err[512];
+    snprintf(db_path, sizeof(db_path), "%s/db", c->data_dir);
+    ms_engine_opts_t eo = {.rocksdb = {.path = db_path, .sync = c->sync},
+                           .pg = {.database_url_file = c->database_url_file,
+                                  .pool_size = (int)c->db_pool_size,
+                                  .statement_timeout_ms = c->db_statement_timeout_ms}};
+    ms_engine_kind_parse(c->engine, &eo.kind); /* checked by check_config */
+    if (eo.kind == MS_ENGINE_ROCKSDB && mkdir_p(c->data_dir) != 0) {
+        CM_ERROR(NULL, "cannot create data dir %s: %s", c->data_dir, strerror(errno));
+        return -1;
     }
     uint8_t *key = NULL;
     size_t key_len = 0;
     int generated = 0;
-    if (ms_claim_key_load(c.claim_key_file, c.data_dir, &key, &key_len, &generated, err,
+    if (ms_claim_key_load(c->claim_key_file, c->data_dir, &key, &key_len, &generated, err,
                           sizeof(err)) != 0) {
         CM_ERROR(NULL, "%s", err);
-        return 1;
+        return -1;
     }
     if (generated)
         CM_WARN(NULL,
                 "no --claim-key-file: generated %s/claim.key; use a managed secret in "
                 "production",
-                c.data_dir);
+                c->data_dir);
+    int rc = -1;
+    if (ms_engine_open(&eo, &app->eng, err, sizeof(err)) != MS_OK) {
+        CM_ERROR(NULL, "%s", err);
+        goto out;
+    }
+    ms_core_opts_t co = {.engine = app->eng,
+                         .max_ttl_s = c->max_ttl,
+                         .claim_key = key,
+                         .claim_key_len = key_len,
+                         .outbox_hook = ms_outbox_wake,
+                         .outbox_arg = ob};
+    if (ms_core_new(&co, &app->core) != MS_OK) {
+        CM_ERROR(NULL, "cannot set up the store core");
+        goto out;
+    }
+    rc = 0;
+out:
+    memset(key, 0, key_len);
+    free(key);
+    return rc;
+}
 
+/* Serves until SIGTERM/SIGINT. Returns the exit code. */
+static int serve(const config_t *c, app_t *app, ms_outbox_t *ob, ms_sweeper_t **sw,
+                 cm_admin_t **admin)
+{
+    cm_rpc_server_opts_t ro = {.listen = c->listen,
+                               .workers = (int)c->workers,
+                               .drain_timeout_ms = (int)c->drain_timeout_ms};
+    int port = 0, admin_port = 0;
+    if (cm_rpc_server_new(&ro, &app->srv) != 0 || ms_service_register(app->srv, app->core) != 0) {
+        CM_ERROR(NULL, "cannot set up the gRPC server");
+        return 1;
+    }
+    int healthy = app->eng->ops->healthy(app->eng);
+    app->healthy = healthy;
+    cm_rpc_server_set_health(app->srv, "", healthy);
+    cm_rpc_server_set_health(app->srv, MS_SERVICE_NAME, healthy);
+    if (cm_rpc_server_start(app->srv, &port) != 0) {
+        CM_ERROR(NULL, "cannot listen on %s", c->listen);
+        return 1;
+    }
+    if (cm_admin_start(c->admin_listen, is_ready, app, admin, &admin_port) != 0) {
+        CM_ERROR(NULL, "cannot start the admin listener on %s", c->admin_listen);
+        return 1;
+    }
+    ms_sweeper_opts_t swo = {.core = app->core,
+                             .interval_ms = c->sweep_interval_ms,
+                             .batch = (size_t)c->sweep_batch,
+                             .health = on_health,
+                             .health_arg = app};
+    if (ms_sweeper_start(&swo, sw) != 0) {
+        CM_ERROR(NULL, "cannot start the sweeper");
+        return 1;
+    }
+    if (c->push_target && *c->push_target) {
+        if (ms_outbox_start(ob, app->core, c->push_target, c->lb_policy, c->push_timeout_ms) != 0) {
+            CM_ERROR(NULL, "cannot start the outbox forwarder to %s", c->push_target);
+            return 1;
+        }
+    } else {
+        CM_INFO(NULL, "no --push-target: notifications stay in the outbox");
+    }
+    char ready[128];
+    snprintf(ready, sizeof(ready), "{\"grpc_port\":%d,\"admin_port\":%d}", port, admin_port);
+    if (cm_config_write_ready(c->ready_file, ready) != 0) {
+        CM_ERROR(NULL, "cannot write the ready file");
+        return 1;
+    }
+    CM_INFO(NULL, "serving on port %d (admin %d), engine %s, %d workers", port, admin_port,
+            app->eng->ops->name, (int)c->workers);
+    int sig = cm_rpc_signals_wait(NULL, NULL);
+    CM_INFO(NULL, "signal %d: draining", sig);
+    begin_drain(app);
+    if (c->drain_delay_ms > 0) {
+        struct timespec d = {c->drain_delay_ms / 1000, (c->drain_delay_ms % 1000) * 1000000};
+        while (nanosleep(&d, &d) != 0 && errno == EINTR)
+            ;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    cm_rpc_signals_block();
+    config_t c;
+    int rc = parse_config(&c, argc, argv);
+    if (rc != 0)
+        return rc == 1 ? 0 : 2;
+    if (c.dump) {
+        char db_path[1100], err[512];
+        snprintf(db_path, sizeof(db_path), "%s/db", c.data_dir);
+        if (ms_dump(db_path, stdout, err, sizeof(err)) < 0) {
+            fprintf(stderr, "mailbox-store: %s\n", err);
+            return 1;
+        }
+        return 0;
+    }
     cm_rpc_init();
     int exit_code = 1;
     app_t app = {.healthy = 1};
@@ -192,71 +343,8 @@ int main(int argc, char **argv)
     ms_outbox_t *ob = ms_outbox_new();
     ms_sweeper_t *sw = NULL;
     cm_admin_t *admin = NULL;
-    ms_store_opts_t so = {.path = db_path,
-                          .sync = c.sync,
-                          .max_ttl_s = c.max_ttl,
-                          .claim_key = key,
-                          .claim_key_len = key_len,
-                          .outbox_hook = ms_outbox_wake,
-                          .outbox_arg = ob};
-    rc = ms_store_open(&so, &app.st, err, sizeof(err));
-    memset(key, 0, key_len);
-    free(key);
-    if (rc != 0) {
-        CM_ERROR(NULL, "%s", err);
-        goto out;
-    }
-    cm_rpc_server_opts_t ro = {
-        .listen = c.listen, .workers = (int)c.workers, .drain_timeout_ms = (int)c.drain_timeout_ms};
-    int port = 0, admin_port = 0;
-    if (cm_rpc_server_new(&ro, &app.srv) != 0 || ms_service_register(app.srv, app.st) != 0) {
-        CM_ERROR(NULL, "cannot set up the gRPC server");
-        goto out;
-    }
-    cm_rpc_server_set_health(app.srv, MS_SERVICE_NAME, ms_store_healthy(app.st));
-    if (cm_rpc_server_start(app.srv, &port) != 0) {
-        CM_ERROR(NULL, "cannot listen on %s", c.listen);
-        goto out;
-    }
-    if (cm_admin_start(c.admin_listen, is_ready, &app, &admin, &admin_port) != 0) {
-        CM_ERROR(NULL, "cannot start the admin listener on %s", c.admin_listen);
-        goto out;
-    }
-    ms_sweeper_opts_t swo = {.store = app.st,
-                             .interval_ms = c.sweep_interval_ms,
-                             .batch = (size_t)c.sweep_batch,
-                             .health = on_health,
-                             .health_arg = &app};
-    if (ms_sweeper_start(&swo, &sw) != 0) {
-        CM_ERROR(NULL, "cannot start the sweeper");
-        goto out;
-    }
-    if (c.push_target && *c.push_target) {
-        if (ms_outbox_start(ob, app.st, c.push_target, c.lb_policy, c.push_timeout_ms) != 0) {
-            CM_ERROR(NULL, "cannot start the outbox forwarder to %s", c.push_target);
-            goto out;
-        }
-    } else {
-        CM_INFO(NULL, "no --push-target: notifications stay in the outbox");
-    }
-    char ready[128];
-    snprintf(ready, sizeof(ready), "{\"grpc_port\":%d,\"admin_port\":%d}", port, admin_port);
-    if (cm_config_write_ready(c.ready_file, ready) != 0) {
-        CM_ERROR(NULL, "cannot write the ready file");
-        goto out;
-    }
-    CM_INFO(NULL, "serving on port %d (admin %d), data %s, sync %s, %d workers", port, admin_port,
-            c.data_dir, c.sync ? "on" : "off", (int)c.workers);
-    int sig = cm_rpc_signals_wait(NULL, NULL);
-    CM_INFO(NULL, "signal %d: draining", sig);
-    exit_code = 0;
-    begin_drain(&app);
-    if (c.drain_delay_ms > 0) {
-        struct timespec d = {c.drain_delay_ms / 1000, (c.drain_delay_ms % 1000) * 1000000};
-        while (nanosleep(&d, &d) != 0 && errno == EINTR)
-            ;
-    }
-out:
+    if (open_storage(&c, &app, ob) == 0)
+        exit_code = serve(&c, &app, ob, &sw, &admin);
     begin_drain(&app);
     if (app.srv)
         cm_rpc_server_stop(app.srv); /* NOT_SERVING, stop accepting, drain in-flight calls */
@@ -265,7 +353,8 @@ out:
     if (admin)
         cm_admin_stop(admin);
     cm_rpc_server_del(app.srv);
-    ms_store_close(app.st);
+    ms_core_del(app.core);
+    ms_engine_close(app.eng);
     pthread_mutex_destroy(&app.health_mu);
     cm_rpc_shutdown();
     if (exit_code == 0)

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ms_keys.h"
+#include "ms_core.h"
 
 #define MS_CLAIM_KEY_MIN 32
 #define MS_CLAIM_KEY_MAX 1024

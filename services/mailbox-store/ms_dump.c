@@ -8,7 +8,6 @@
 
 #include "ms_keys.h"
 #include "ms_record.h"
-#include "tigress/push/v1/push_dispatch.pb-c.h"
 
 static void add_blob(cJSON *o, const char *name, const ms_blob_t *b)
 {
@@ -27,6 +26,62 @@ static void add_id(cJSON *o, const char *p)
     cJSON_AddStringToObject(o, "mailbox_id", id);
 }
 
+static void add_rights(cJSON *o, uint8_t bits)
+{
+    char rights[4] = "";
+    int n = 0;
+    if (bits & MS_RIGHT_R)
+        rights[n++] = 'R';
+    if (bits & MS_RIGHT_W)
+        rights[n++] = 'W';
+    if (bits & MS_RIGHT_D)
+        rights[n++] = 'D';
+    rights[n] = '\0';
+    cJSON_AddStringToObject(o, "rights", rights);
+}
+
+/* A record value: format byte 'R' + expiry + blob, or (older) the bare blob. */
+static void describe_record(cJSON *o, const char *v, size_t vl)
+{
+    const uint8_t *u = (const uint8_t *)v;
+    ms_record_t r;
+    if (vl >= 9 && u[0] == 'R') {
+        u += 9;
+        vl -= 9;
+    }
+    if (ms_record_decode(u, vl, &r) != 0) {
+        cJSON_AddStringToObject(o, "kind", "unknown");
+        return;
+    }
+    cJSON_AddStringToObject(o, "kind", "mailbox");
+    cJSON_AddNumberToObject(o, "created_ms", (double)r.created_ms);
+    cJSON_AddNumberToObject(o, "expires_ms", (double)r.expires_ms);
+    add_rights(o, r.rights);
+    cJSON_AddBoolToObject(o, "receiver_bound", r.has_receiver);
+    add_blob(o, "creator_token_type", &r.creator_tok_type);
+    add_blob(o, "receiver_token_type", &r.receiver_tok_type);
+    add_blob(o, "payload_type", &r.payload_type);
+    cJSON_AddNumberToObject(o, "payload_len", (double)r.payload_data.n);
+}
+
+/* An outbox value: kind byte + mailbox id + the core's encoded entry. */
+static void describe_outbox(cJSON *o, uint64_t seq, const char *v, size_t vl)
+{
+    ms_outbox_rec_t r;
+    cJSON_AddStringToObject(o, "kind", "outbox");
+    cJSON_AddNumberToObject(o, "seq", (double)seq);
+    cJSON_AddStringToObject(o, "type", v[0] == 'C' ? "cancel" : "notify");
+    if (vl < 1 + MS_ID_LEN ||
+        ms_outbox_rec_decode((const uint8_t *)v + 1 + MS_ID_LEN, vl - 1 - MS_ID_LEN, &r) != 0)
+        return;
+    cJSON_AddStringToObject(o, "notification_id", r.notification_id);
+    cJSON_AddStringToObject(o, "mailbox_id", r.mailbox_id);
+    add_blob(o, "token_type", &r.token_type);
+    add_blob(o, "token_data", &r.token_data);
+    cJSON_AddNumberToObject(o, "mailbox_expires_at_ms", (double)r.mailbox_expires_at_ms);
+    cJSON_AddNumberToObject(o, "created_at_ms", (double)r.created_at_ms);
+}
+
 static cJSON *describe(const char *k, size_t kl, const char *v, size_t vl)
 {
     cJSON *o = cJSON_CreateObject();
@@ -36,33 +91,14 @@ static cJSON *describe(const char *k, size_t kl, const char *v, size_t vl)
     if (kl >= 4 + MS_ID_LEN && k[0] == 'm' && k[1] == '/') {
         char sub = k[3 + MS_ID_LEN];
         add_id(o, k + 2);
-        ms_record_t r;
-        if (sub == 'r' && ms_record_decode((const uint8_t *)v, vl, &r) == 0) {
-            char rights[4] = "";
-            int n = 0;
-            if (r.rights & MS_RIGHT_R)
-                rights[n++] = 'R';
-            if (r.rights & MS_RIGHT_W)
-                rights[n++] = 'W';
-            if (r.rights & MS_RIGHT_D)
-                rights[n++] = 'D';
-            rights[n] = '\0';
-            cJSON_AddStringToObject(o, "kind", "mailbox");
-            cJSON_AddNumberToObject(o, "created_ms", (double)r.created_ms);
-            cJSON_AddNumberToObject(o, "expires_ms", (double)r.expires_ms);
-            cJSON_AddStringToObject(o, "rights", rights);
-            cJSON_AddBoolToObject(o, "receiver_bound", r.has_receiver);
-            add_blob(o, "creator_token_type", &r.creator_tok_type);
-            add_blob(o, "receiver_token_type", &r.receiver_tok_type);
-            add_blob(o, "payload_type", &r.payload_type);
-            cJSON_AddNumberToObject(o, "payload_len", (double)r.payload_data.n);
+        ms_idem_t r;
+        if (sub == 'r') {
+            describe_record(o, v, vl);
         } else if (sub == 'i') {
-            uint8_t m;
-            ms_blob_t c, resp;
             cJSON_AddStringToObject(o, "kind", "idempotency");
-            if (ms_idem_decode((const uint8_t *)v, vl, &m, &c, &resp) == 0) {
-                cJSON_AddNumberToObject(o, "method", m);
-                add_blob(o, "correlation_id", &c);
+            if (ms_idem_decode((const uint8_t *)v, vl, &r) == 0) {
+                cJSON_AddNumberToObject(o, "method", r.method);
+                add_blob(o, "correlation_id", &r.corr);
             }
         } else if (ms_key_parse_outref(k, kl, &seq) == 0) {
             cJSON_AddStringToObject(o, "kind", "outbox_ref");
@@ -75,20 +111,7 @@ static cJSON *describe(const char *k, size_t kl, const char *v, size_t vl)
         cJSON_AddStringToObject(o, "mailbox_id", id);
         cJSON_AddNumberToObject(o, "expires_ms", (double)exp);
     } else if (ms_key_parse_outbox(k, kl, &seq) == 0 && vl >= 1) {
-        cJSON_AddStringToObject(o, "kind", "outbox");
-        cJSON_AddNumberToObject(o, "seq", (double)seq);
-        cJSON_AddStringToObject(o, "type", v[0] == 'C' ? "cancel" : "notify");
-        Tigress__Push__V1__Notification *n =
-            tigress__push__v1__notification__unpack(NULL, vl - 1, (const uint8_t *)v + 1);
-        if (n) {
-            cJSON_AddStringToObject(o, "notification_id", n->notification_id);
-            cJSON_AddStringToObject(o, "mailbox_id", n->mailbox_id);
-            cJSON_AddStringToObject(o, "token_type", n->token_type);
-            cJSON_AddStringToObject(o, "token_data", n->token_data);
-            cJSON_AddNumberToObject(o, "mailbox_expires_at_ms", (double)n->mailbox_expires_at_ms);
-            cJSON_AddNumberToObject(o, "created_at_ms", (double)n->created_at_ms);
-            tigress__push__v1__notification__free_unpacked(n, NULL);
-        }
+        describe_outbox(o, seq, v, vl);
     } else {
         cJSON_AddStringToObject(o, "kind", "unknown");
         cJSON_AddNumberToObject(o, "key_len", (double)kl);

@@ -1,5 +1,5 @@
-/* ms_dump: prints every key of a (stopped, or live: read-only open is allowed alongside the
- * server) store as JSON lines, for operators and tests ("mailbox-store --dump").
+/* ms_dump: prints every key of a RocksDB-engine store (stopped, or live: read-only open is
+ * allowed alongside the server) as JSON lines, for operators and tests ("mailbox-store --dump").
  *
  *   {"kind":"mailbox","mailbox_id":..,"created_ms":..,"expires_ms":..,"rights":"RD",
  *    "receiver_bound":true,"creator_token_type":..,"receiver_token_type":..,
@@ -10,7 +10,9 @@
  *   {"kind":"outbox","seq":..,"type":"notify"|"cancel","notification_id":..,"mailbox_id":..,
  *    "token_type":..,"token_data":..,"mailbox_expires_at_ms":..,"created_at_ms":..}
  *
- * Payloads and claim hashes are never printed; outbox token data is (it is what gets sent). */
+ * Payloads and claim hashes are never printed. Outbox token data is printed as stored, i.e.
+ * sealed (ms_core_token_seal); sealing is the identity today, so that is the token that gets
+ * sent. Once tokens are encrypted at rest the dump must open them with the core's key. */
 #ifndef MS_DUMP_H
 #define MS_DUMP_H
 

@@ -2,19 +2,7 @@
 
 #include <string.h>
 
-void ms_be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-uint64_t ms_be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
+#include "ms_record.h"
 
 static size_t mailbox_key(char *out, const char *id, char kind)
 {
@@ -43,12 +31,12 @@ size_t ms_key_mailbox_end(char *out, const char *id)
     return n;
 }
 
-size_t ms_key_idem(char *out, const char *id, const uint8_t hash[MS_HASH_LEN])
+size_t ms_key_idem(char *out, const char *id, const uint8_t *hash, size_t hash_len)
 {
     size_t n = mailbox_key(out, id, 'i');
     out[n++] = '/';
-    memcpy(out + n, hash, MS_HASH_LEN);
-    return n + MS_HASH_LEN;
+    memcpy(out + n, hash, hash_len);
+    return n + hash_len;
 }
 
 size_t ms_key_outref(char *out, const char *id, uint64_t seq)

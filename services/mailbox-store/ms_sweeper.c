@@ -8,6 +8,7 @@
 
 #include "cm_log.h"
 #include "cm_metrics.h"
+#include "ms_engine.h"
 
 struct ms_sweeper {
     ms_sweeper_opts_t o;
@@ -16,13 +17,6 @@ struct ms_sweeper {
     pthread_cond_t cond; /* CLOCK_MONOTONIC */
     int stop;
 };
-
-static int64_t realtime_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Waits |ms| or until stopped. Returns 1 when stopped. */
 static int pause_ms(ms_sweeper_t *sw, int64_t ms)
@@ -59,21 +53,25 @@ static void *run(void *arg)
     cm_gauge_t *depth = cm_metrics_gauge("tigress_mailbox_store_outbox_depth",
                                          "Notifications and cancels waiting in the outbox", NULL);
     int last_healthy = 1;
+    ms_engine_t *eng = ms_core_engine(sw->o.core);
     do {
-        int rc;
+        ms_err_t rc;
+        int more = 0;
         do {
             size_t n = 0;
-            rc = ms_store_sweep(sw->o.store, realtime_ms(), sw->o.batch, &n);
+            rc = ms_core_sweep(sw->o.core, sw->o.batch, &n, &more);
             cm_counter_add(swept, n);
-            if (rc == 1)
-                sched_yield(); /* let request threads at the stripe locks and the disk */
-        } while (rc == 1 && !stopped(sw));
-        if (rc < 0)
-            CM_WARN(NULL, "sweeper: storage error; retrying next interval");
-        cm_gauge_set(depth, ms_store_outbox_depth(sw->o.store));
-        int healthy = ms_store_healthy(sw->o.store);
+            if (more)
+                sched_yield(); /* let request threads at the locks and the disk */
+        } while (rc == MS_OK && more && !stopped(sw));
+        if (rc != MS_OK)
+            CM_WARN(NULL, "sweeper: storage error (%s); retrying next interval", ms_err_name(rc));
+        int64_t n = 0;
+        if (eng->ops->outbox_depth(eng, &n) == MS_OK)
+            cm_gauge_set(depth, n);
+        int healthy = eng->ops->healthy(eng);
         if (healthy != last_healthy)
-            CM_WARN(NULL, healthy ? "storage healthy again" : "RocksDB reports a background error");
+            CM_WARN(NULL, healthy ? "storage healthy again" : "storage cannot write");
         last_healthy = healthy;
         if (sw->o.health)
             sw->o.health(sw->o.health_arg, healthy);

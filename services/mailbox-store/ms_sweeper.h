@@ -1,22 +1,22 @@
-/* ms_sweeper: background thread that deletes expired mailboxes through the expiry index in
- * bounded batches (ms_store_sweep), yielding between batches so requests never queue behind
- * it, and that watches RocksDB for background errors. */
+/* ms_sweeper: background thread that deletes expired mailboxes in bounded batches
+ * (ms_core_sweep), yielding between batches so requests never queue behind it, publishes the
+ * outbox depth, and asks the engine whether it can write (health). */
 #ifndef MS_SWEEPER_H
 #define MS_SWEEPER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ms_store.h"
+#include "ms_core.h"
 
 typedef struct ms_sweeper ms_sweeper_t;
 
 typedef struct {
-    ms_store_t *store;
+    ms_core_t *core;
     int64_t interval_ms; /* pause between sweeps once nothing is due */
-    size_t batch;        /* mailboxes per ms_store_sweep call */
-    /* Called on the sweeper thread after every pass with 1 healthy / 0 RocksDB background
-     * error. May be NULL. */
+    size_t batch;        /* mailboxes per ms_core_sweep call */
+    /* Called on the sweeper thread after every pass with the engine's health (1 can write,
+     * 0 not). May be NULL. */
     void (*health)(void *arg, int healthy);
     void *health_arg;
 } ms_sweeper_opts_t;

@@ -13,6 +13,7 @@
 #include <rocksdb/c.h>
 
 #include "cm_log.h"
+#include "cm_rocksdb.h"
 #include "cm_seal.h"
 
 struct pd_queue {
@@ -23,14 +24,8 @@ struct pd_queue {
     rocksdb_readoptions_t *ropts;  /* owned */
     const cm_seal_ring_t *ring;    /* not owned; seals tokens at rest (outlives the queue) */
     uint32_t budget;
-    /* Set by the first failed write and never cleared: from then on no write reaches RocksDB.
-     * RocksDB 7.8 may append to a WAL whose last write failed, and Debian's build then aborts
-     * on an assertion (rocksdb#12448, fixed in 9.x): refusing further writes turns a crash into
-     * NOT_SERVING + UNAVAILABLE until a restart replays the WAL. */
-    _Atomic int write_failed;
-    /* "rocksdb.background-errors" only counts up: the count last seen healthy tells a new
-     * background error (flush, compaction) from an old, recovered one. */
-    _Atomic uint64_t bg_errors_seen;
+    /* Write fence and background-error probe: every write goes through qwrite (cm_rocksdb). */
+    cm_rocksdb_fence_t fence;
 
     /* Serialises the decide-then-write of Enqueue and CancelMailbox (budget counts are a
      * read-modify-write). Taken before |lock| when both are needed. */
@@ -272,29 +267,11 @@ static int mkdirs(const char *path)
     return 0;
 }
 
-/* Every write goes through here (see |write_failed|). Returns 0, or -1 when fenced or failed. */
+/* Every write goes through here (see cm_rocksdb.h). Returns 0, or -1 when fenced or failed. */
 static int qwrite(pd_queue_t *q, rocksdb_writeoptions_t *wo, rocksdb_writebatch_t *wb,
                   const char *what)
 {
-    char *err = NULL;
-    if (atomic_load(&q->write_failed))
-        return -1;
-    rocksdb_write(q->db, wo, wb, &err);
-    if (err) {
-        CM_ERROR(NULL, "rocksdb write (%s): %s; refusing writes until restarted", what, err);
-        free(err);
-        atomic_store(&q->write_failed, 1);
-        return -1;
-    }
-    return 0;
-}
-
-static uint64_t bg_errors(pd_queue_t *q)
-{
-    char *v = rocksdb_property_value(q->db, "rocksdb.background-errors");
-    uint64_t n = v ? strtoull(v, NULL, 10) : 0;
-    free(v);
-    return n;
+    return cm_rocksdb_write(&q->fence, wo, wb, what);
 }
 
 /* The in-memory entry of the stored |qn| (key |k|), its token opened. An entry stored with
@@ -435,7 +412,8 @@ int pd_queue_open(const char *dir, uint32_t budget, const cm_seal_ring_t *ring, 
     q->ropts = rocksdb_readoptions_create();
     if (load(q) != 0)
         goto fail;
-    atomic_store(&q->bg_errors_seen, bg_errors(q));
+    static const char probe[] = "h/probe"; /* outside every prefix in use */
+    cm_rocksdb_fence_init(&q->fence, q->db, probe, sizeof(probe) - 1);
     *out = q;
     return 0;
 fail:
@@ -487,7 +465,7 @@ int pd_queue_enqueue(pd_queue_t *q, Tigress__Push__V1__Notification *const *ns, 
                      int64_t now_ms, pd_enq_result_t *res)
 {
     int rc = -1;
-    if (atomic_load(&q->write_failed))
+    if (cm_rocksdb_fenced(&q->fence))
         return -1;
     /* Per distinct mailbox of this batch: its count after the batch. Batches are small (the
      * store forwards a page of its outbox), so a linear table is fine. */
@@ -617,7 +595,7 @@ int pd_queue_cancel(pd_queue_t *q, const char *mailbox, int64_t expires_ms, int6
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     *dropped = 0;
     (void)now_ms;
-    if (atomic_load(&q->write_failed)) {
+    if (cm_rocksdb_fenced(&q->fence)) {
         rocksdb_writebatch_destroy(wb);
         return -1;
     }
@@ -810,24 +788,7 @@ void pd_queue_stop(pd_queue_t *q)
 
 int pd_queue_healthy(pd_queue_t *q)
 {
-    if (atomic_load(&q->write_failed))
-        return 0;
-    uint64_t bg = bg_errors(q);
-    if (bg == atomic_load(&q->bg_errors_seen))
-        return 1;
-    /* A new background error: while RocksDB holds it, it refuses writes before the WAL, so a
-     * synced probe tells whether it recovered by itself. A refused probe fences like any failed
-     * write (it may also have been a WAL write that failed). The key is outside every prefix in
-     * use. */
-    static const char probe[] = "h/probe";
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    rocksdb_writebatch_delete(wb, probe, sizeof(probe) - 1);
-    int rc = qwrite(q, q->wsync, wb, "probe");
-    rocksdb_writebatch_destroy(wb);
-    if (rc != 0)
-        return 0;
-    atomic_store(&q->bg_errors_seen, bg);
-    return 1;
+    return cm_rocksdb_healthy(&q->fence);
 }
 
 size_t pd_queue_depth(pd_queue_t *q)

@@ -1,13 +1,7 @@
 #include "ms_treq.h"
 
-#include <pthread.h>
-#include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
-
-#include <cmocka.h>
-#include <grpc/status.h>
 
 void ms_treq_create(ms_treq_create_t *c, const ms_treq_content_t *content, const char *id,
                     const char *claim, const char *corr, const char *rights, int64_t ttl,
@@ -55,46 +49,4 @@ void ms_treq_update(ms_treq_update_t *u, const char *id, const char *claim, cons
         u->token.token_data = (char *)tok_data;
         u->req.notification_token = &u->token;
     }
-}
-
-typedef struct {
-    int (*read_secure)(void *ctx, int who);
-    void *ctx;
-    int who;
-    pthread_barrier_t *bar;
-    int code;
-} racer_t;
-
-static void *racer(void *arg)
-{
-    racer_t *r = arg;
-    pthread_barrier_wait(r->bar);
-    r->code = r->read_secure(r->ctx, r->who);
-    return NULL;
-}
-
-int ms_treq_binding_race(int n, int base, int (*read_secure)(void *ctx, int who), void *ctx)
-{
-    assert_true(n > 0 && n <= MS_TREQ_RACERS);
-    pthread_t t[MS_TREQ_RACERS];
-    racer_t r[MS_TREQ_RACERS];
-    pthread_barrier_t bar;
-    pthread_barrier_init(&bar, NULL, (unsigned)n);
-    for (int i = 0; i < n; i++) {
-        r[i] = (racer_t){read_secure, ctx, base + i, &bar, -1};
-        assert_int_equal(pthread_create(&t[i], NULL, racer, &r[i]), 0);
-    }
-    int winners = 0, winner = -1;
-    for (int i = 0; i < n; i++) {
-        pthread_join(t[i], NULL);
-        if (r[i].code == 0) {
-            winners++;
-            winner = r[i].who;
-        } else {
-            assert_int_equal(r[i].code, GRPC_STATUS_PERMISSION_DENIED);
-        }
-    }
-    pthread_barrier_destroy(&bar);
-    assert_int_equal(winners, 1);
-    return winner;
 }
