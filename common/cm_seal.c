@@ -278,6 +278,27 @@ cm_seal_err_t cm_seal_ring_load_or_create(const char *path, const char *dir, con
     return cm_seal_ring_load(dev, out, err, errcap);
 }
 
+cm_seal_err_t cm_seal_ring_from_key(uint8_t id, const uint8_t *key, cm_seal_ring_t **out)
+{
+    *out = NULL;
+    if (id == 0)
+        return CM_SEAL_ERR_EMPTY;
+    cm_seal_ring_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    if (key)
+        memcpy(r->keys[id], key, CM_SEAL_KEY_LEN);
+    else if (RAND_bytes(r->keys[id], CM_SEAL_KEY_LEN) != 1) {
+        cm_seal_ring_free(r);
+        return CM_SEAL_ERR_CRYPTO;
+    }
+    r->present[id] = 1;
+    r->count = 1;
+    r->primary = id;
+    *out = r;
+    return CM_SEAL_OK;
+}
+
 void cm_seal_ring_free(cm_seal_ring_t *r)
 {
     if (!r)

@@ -70,6 +70,10 @@ cm_seal_err_t cm_seal_ring_load_or_create(const char *path, const char *dir, con
  * tests and the development fallback. */
 cm_seal_err_t cm_seal_ring_generate(const char *path, uint8_t id);
 
+/* A ring of the one key |key| under |id| (1..255); |key| NULL = a fresh random key (a ring for
+ * values that never outlive the process, e.g. in tests). */
+cm_seal_err_t cm_seal_ring_from_key(uint8_t id, const uint8_t *key, cm_seal_ring_t **out);
+
 /* Wipes the keys and frees. NULL is fine. */
 void cm_seal_ring_free(cm_seal_ring_t *r);
 

@@ -410,10 +410,11 @@ int pd_queue_open(const char *dir, uint32_t budget, const cm_seal_ring_t *ring, 
     rocksdb_writeoptions_set_sync(q->wsync, 1);
     q->wfast = rocksdb_writeoptions_create();
     q->ropts = rocksdb_readoptions_create();
-    if (load(q) != 0)
-        goto fail;
     static const char probe[] = "h/probe"; /* outside every prefix in use */
     cm_rocksdb_fence_init(&q->fence, q->db, probe, sizeof(probe) - 1);
+    /* After the fence: loading writes (sealing entries stored in clear, dropping dead ones). */
+    if (load(q) != 0)
+        goto fail;
     *out = q;
     return 0;
 fail:
