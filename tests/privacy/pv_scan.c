@@ -69,7 +69,7 @@ static int visit(const char *path, const struct stat *st, int type, struct FTW *
     scan_bytes += len;
     for (size_t i = 0; i < scan_nforms; i++) {
         if (scan_forms[i].len && memmem(data, len, scan_forms[i].bytes, scan_forms[i].len)) {
-            fprintf(stderr, "pv_scan: a secret (%s) is in %s\n", scan_forms[i].name, path);
+            fprintf(stderr, "pv_scan: found (%s) in %s\n", scan_forms[i].name, path);
             scan_hits++;
         }
     }

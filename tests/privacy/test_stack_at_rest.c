@@ -5,7 +5,11 @@
  * of their logs is searched for each device claim and notification token the run used, in
  * every encoding (pv_scan). Then the keys rotate: the services restart with a ring holding the
  * old and a new key; the old mailbox is still readable by its bound devices, its pushes still
- * reach the right tokens, and new values are sealed under the new key. */
+ * reach the right tokens, and new values are sealed under the new key.
+ *
+ * "--engine=postgres" (or TEST_ENGINE=postgres) runs the store on a real PostgreSQL cluster
+ * started by the test instead, and the whole cluster directory (tables, WAL, server log) is
+ * searched as well. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,19 +24,28 @@
 #include <openssl/sha.h>
 
 #include "cm_b64.h"
+#include "cm_seal.h"
 #include "cm_uuid.h"
+#include "ms_record.h"
 #include "pdt.h"
 #include "pv_scan.h"
 #include "th_http.h"
+#include "th_pg.h"
 #include "th_stack.h"
 
 #define MAX_SECRETS 256
+
+static int use_pg; /* the store on PostgreSQL */
+static th_pg_t pg; /* started once, by the first setup */
+static int pg_up, pg_dbs;
 
 typedef struct {
     pdt_t t;
     th_proc_t store, gw;
     char store_data[700];
     char token_ring[700], claim_ring[700];
+    char db_url_file[600]; /* PostgreSQL: this test's database */
+    char db[32];
     int store_port, http_port;
     CURL *curl;
     /* every claim and token the run used, to search for */
@@ -97,7 +110,10 @@ static int store_start(stk_t *s)
     snprintf(push, sizeof(push), "--push-target=127.0.0.1:%d", s->t.grpc_port);
     snprintf(tk, sizeof(tk), "--token-key-file=%s", s->token_ring);
     snprintf(ck, sizeof(ck), "--claim-key-file=%s", s->claim_ring);
-    const char *extra[] = {push, tk, ck, "--log-level=debug", NULL};
+    char url[700];
+    snprintf(url, sizeof(url), "--database-url-file=%s", s->db_url_file);
+    const char *extra[] = {push, tk,  ck, "--log-level=debug", use_pg ? "--engine=postgres" : NULL,
+                           url,  NULL};
     pdt_proc_cleanup(&s->store);
     if (th_store_start(&s->store, s->store_data, s->store_port, extra, 30000) != 0)
         return -1;
@@ -152,6 +168,14 @@ static int setup(void **state)
     snprintf(s->token_ring, sizeof(s->token_ring), "%s/token-keys", s->t.dir);
     snprintf(s->claim_ring, sizeof(s->claim_ring), "%s/claim-keys", s->t.dir);
     write_rings(s, 0);
+    if (use_pg) {
+        if (!pg_up && th_pg_start(&pg, 0) != 0)
+            return -1;
+        pg_up = 1;
+        snprintf(s->db, sizeof(s->db), "stack%d", ++pg_dbs);
+        if (th_pg_create_db(&pg, s->db, s->db_url_file, sizeof(s->db_url_file)) != 0)
+            return -1;
+    }
     if (pdt_fake_start(&s->t, "apns", 0, 0) != 0 || pd_start(s) != 0 || store_start(s) != 0 ||
         gw_start(s) != 0)
         return -1;
@@ -230,7 +254,19 @@ static long update(stk_t *s, const char *id, const char *claim, const char *tok)
 /* Scans the data directories and logs for every remembered secret; returns the hits. */
 static int scan_everything(stk_t *s)
 {
-    const char *dirs[] = {s->store_data, s->t.data};
+    /* PostgreSQL: the store's data is the cluster's (tables after a checkpoint, WAL, log). */
+    if (use_pg) {
+        /* A canary written in clear must be found, or the search would prove nothing. */
+        static const char canary[] = "canary-5f0b7c1e-written-in-clear";
+        char sql[200];
+        snprintf(sql, sizeof(sql),
+                 "CREATE TABLE IF NOT EXISTS canary (t text); INSERT INTO canary VALUES ('%s')",
+                 canary);
+        assert_int_equal(th_pg_query(&pg, 0, NULL, sql, NULL, 0), 0);
+        assert_int_equal(th_pg_query(&pg, 0, NULL, "CHECKPOINT", NULL, 0), 0);
+        assert_true(pv_scan(pg.root, canary) > 0);
+    }
+    const char *dirs[] = {use_pg ? pg.root : s->store_data, s->t.data};
     const char *logs[] = {s->store.log_path, s->t.pd.log_path, s->gw.log_path};
     int hits = 0;
     for (size_t d = 0; d < 2; d++) {
@@ -321,6 +357,60 @@ static int num(const cJSON *o, const char *name)
     return (int)v->valuedouble;
 }
 
+/* Key ids in the stored record of mailbox |id|: creator claim, receiver claim, creator token,
+ * receiver token (-1: none). RocksDB through `mailbox-store --dump`; PostgreSQL by decoding the
+ * record row with the store's own decoder. The store must be stopped (RocksDB). */
+static void record_key_ids(stk_t *s, const char *id, int out[4])
+{
+    if (!use_pg) {
+        cJSON *r = dumped_record(s, id);
+        assert_non_null(r);
+        out[0] = num(r, "creator_claim_key");
+        out[1] = cJSON_GetObjectItem(r, "receiver_claim_key") ? num(r, "receiver_claim_key") : -1;
+        out[2] = num(r, "creator_token_key");
+        out[3] = num(r, "receiver_token_key");
+        cJSON_Delete(r);
+        return;
+    }
+    char sql[200], hex[8192];
+    uint8_t raw[4096];
+    snprintf(sql, sizeof(sql),
+             "SELECT encode(record, 'hex') FROM ms_mailbox WHERE mailbox_id = '%s'", id);
+    assert_int_equal(th_pg_query(&pg, 0, s->db, sql, hex, sizeof(hex)), 0);
+    size_t n = strlen(hex) / 2;
+    assert_true(n > 0 && n <= sizeof(raw));
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        sscanf(hex + 2 * i, "%2x", &v);
+        raw[i] = (uint8_t)v;
+    }
+    ms_record_t r;
+    assert_int_equal(ms_record_decode(raw, n, &r), 0);
+    uint8_t k = 0;
+    out[0] = r.creator[0];
+    out[1] = r.has_receiver ? r.receiver[0] : -1;
+    out[2] = cm_seal_key_id(r.creator_tok_data.p, r.creator_tok_data.n, &k) == CM_SEAL_OK ? k : -1;
+    out[3] =
+        cm_seal_key_id(r.receiver_tok_data.p, r.receiver_tok_data.n, &k) == CM_SEAL_OK ? k : -1;
+}
+
+/* The stored bytes name their keys (after the rotation test's first two phases): the old
+ * bindings and the sender's token of |a| under key 1, the receiver's token (stored again by its
+ * update) and all of mailbox |b| under key 2. */
+static void check_key_ids(stk_t *s, const char *a, const char *b)
+{
+    int ka[4], kb[4];
+    record_key_ids(s, a, ka);
+    record_key_ids(s, b, kb);
+    assert_int_equal(ka[0], 1);
+    assert_int_equal(ka[1], 1);
+    assert_int_equal(ka[2], 1);
+    assert_int_equal(ka[3], 2);
+    assert_int_equal(kb[0], 2);
+    assert_int_equal(kb[1], -1);
+    assert_int_equal(kb[2], 2);
+}
+
 /* Rotation: everything written under key 1, the services restart with the ring {1, 2}. */
 static void rotation(void **state)
 {
@@ -361,19 +451,7 @@ static void rotation(void **state)
     assert_int_equal(create(s, b, sc2, ts2), 200);
     stop_all(s);
     assert_int_equal(scan_everything(s), 0);
-    /* The stored bytes name their keys: the old bindings and the sender's token under key 1,
-     * the receiver's token (stored again by its update) and all of mailbox b under key 2. */
-    cJSON *ra = dumped_record(s, a), *rb = dumped_record(s, b);
-    assert_non_null(ra);
-    assert_non_null(rb);
-    assert_int_equal(num(ra, "creator_claim_key"), 1);
-    assert_int_equal(num(ra, "receiver_claim_key"), 1);
-    assert_int_equal(num(ra, "creator_token_key"), 1);
-    assert_int_equal(num(ra, "receiver_token_key"), 2);
-    assert_int_equal(num(rb, "creator_claim_key"), 2);
-    assert_int_equal(num(rb, "creator_token_key"), 2);
-    cJSON_Delete(ra);
-    cJSON_Delete(rb);
+    check_key_ids(s, a, b);
 
     /* Key 1 removed too early (before mailbox a expired): a's devices no longer match, which
      * is why a key may only go after the longest lifetime; b is untouched. */
@@ -431,8 +509,13 @@ static void relinquish_drops_pending(void **state)
     assert_int_equal(scan_everything(s), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    const char *engine = getenv("TEST_ENGINE");
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--engine=", 9) == 0)
+            engine = argv[i] + 9;
+    use_pg = engine && strcmp(engine, "postgres") == 0;
     cm_rpc_init();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
@@ -441,6 +524,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(relinquish_drops_pending, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    if (pg_up)
+        th_pg_stop(&pg);
     curl_global_cleanup();
     cm_rpc_shutdown();
     return rc;
