@@ -280,6 +280,8 @@ static ms_err_t op_init(op_t *op, ms_core_t *c, const char *id, const char *clai
                         uint8_t method, const void *req, ms_detail_t *d)
 {
     memset(op, 0, sizeof(*op));
+    if (d)
+        d->msg[0] = '\0'; /* op_run words storage errors only when the rules did not */
     op->c = c;
     op->method = method;
     op->corr = S(corr);
