@@ -158,7 +158,11 @@ static cm_seal_err_t parse_ring(cm_seal_ring_t *r, char *buf, size_t *bad_line)
         }
         OPENSSL_cleanse(probe, sizeof(probe));
     }
-    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    for (char *line = buf; line; line = save) {
+        /* Line by line, blank ones included, so an error names the right line number. */
+        save = strchr(line, '\n');
+        if (save)
+            *save++ = '\0';
         lineno++;
         char *hash = strchr(line, '#');
         if (hash)

@@ -88,6 +88,10 @@ static void ring_files(void **state)
         /* Never key material in the message. */
         assert_null(strstr(err, "0001020304"));
     }
+    /* The line number counts blank and comment lines too. */
+    snprintf(text, sizeof(text), "# ring\n\n1 %s\n\n2 zz\n", K1);
+    assert_int_equal(ring_err(text, err, sizeof(err)), CM_SEAL_ERR_SYNTAX);
+    assert_non_null(strstr(err, "line 5:"));
     snprintf(text, sizeof(text), "1 %s\nprimary 2\n", K1);
     assert_int_equal(ring_err(text, err, sizeof(err)), CM_SEAL_ERR_EMPTY);
     assert_int_equal(ring_err("# nothing\n\n", err, sizeof(err)), CM_SEAL_ERR_EMPTY);
