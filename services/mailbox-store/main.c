@@ -14,7 +14,7 @@
 #include "cm_config.h"
 #include "cm_log.h"
 #include "cm_rpc.h"
-#include "ms_claim.h"
+#include "cm_seal.h"
 #include "ms_core.h"
 #include "ms_dump.h"
 #include "ms_engine.h"
@@ -24,7 +24,7 @@
 
 typedef struct {
     const char *listen, *admin_listen, *engine, *data_dir, *database_url_file, *claim_key_file,
-        *push_target, *lb_policy, *log_level, *ready_file;
+        *token_key_file, *push_target, *lb_policy, *log_level, *ready_file;
     int64_t max_ttl, workers, sweep_interval_ms, sweep_batch, drain_timeout_ms, drain_delay_ms,
         push_timeout_ms, db_pool_size, db_statement_timeout_ms;
     int sync, dump;
@@ -35,6 +35,7 @@ typedef struct {
     cm_rpc_server_t *srv;
     ms_engine_t *eng;
     ms_core_t *core;
+    cm_seal_ring_t *claim_ring, *token_ring; /* owned; outlive |core| */
     /* Guards the check of |draining| together with the health update, so that a sweeper pass
      * racing the start of the drain cannot turn the server back to SERVING. */
     pthread_mutex_t health_mu;
@@ -123,10 +124,12 @@ static int check_config(const config_t *c)
         CM_ERROR(NULL, "invalid configuration: --engine=postgres needs --database-url-file");
         return 2;
     }
-    /* Replicas on one database must hash claims alike: a key generated per process would not. */
-    if (kind == MS_ENGINE_POSTGRES && (!c->claim_key_file || !*c->claim_key_file)) {
-        CM_ERROR(NULL, "invalid configuration: --engine=postgres needs --claim-key-file (every "
-                       "replica must use the same key)");
+    /* Replicas on one database must hash claims and seal tokens alike: keys generated per
+     * process would not. */
+    if (kind == MS_ENGINE_POSTGRES &&
+        (!c->claim_key_file || !*c->claim_key_file || !c->token_key_file || !*c->token_key_file)) {
+        CM_ERROR(NULL, "invalid configuration: --engine=postgres needs --claim-key-file and "
+                       "--token-key-file (every replica must use the same keys)");
         return 2;
     }
     if (kind != MS_ENGINE_ROCKSDB && c->dump) {
@@ -150,8 +153,8 @@ static int parse_config(config_t *cfg, int argc, char **argv)
          "(shared database, any number of replicas)",
          &c.engine},
         {"data-dir", CM_OPT_STR, "./.local/data/mailbox-store",
-         "data directory: RocksDB in <dir>/db (rocksdb engine), generated claim key in "
-         "<dir>/claim.key",
+         "data directory: RocksDB in <dir>/db (rocksdb engine), generated key rings in "
+         "<dir>/claim.key and <dir>/token-keys",
          &c.data_dir},
         {"database-url-file", CM_OPT_STR, NULL,
          "postgres engine: file holding the libpq connection string (a secret; may list several "
@@ -161,9 +164,14 @@ static int parse_config(config_t *cfg, int argc, char **argv)
         {"db-statement-timeout-ms", CM_OPT_INT, "2000",
          "postgres engine: longest run of any SQL statement", &c.db_statement_timeout_ms},
         {"claim-key-file", CM_OPT_STR, NULL,
-         "file holding the per-deployment HMAC key for device claims (>= 32 bytes); empty: "
-         "generate <data-dir>/claim.key (development only)",
+         "key ring for device-claim hashes (lines \"<id> <64 hex>\", or one bare 64-hex key); "
+         "the highest id hashes new bindings, every id still matches; empty: generate "
+         "<data-dir>/claim.key (development only)",
          &c.claim_key_file},
+        {"token-key-file", CM_OPT_STR, NULL,
+         "key ring sealing notification tokens at rest (lines \"<id> <64 hex>\"; the highest id "
+         "seals); empty: generate <data-dir>/token-keys (development only)",
+         &c.token_key_file},
         {"max-ttl", CM_OPT_INT, "172800", "longest mailbox lifetime in seconds", &c.max_ttl},
         {"sync", CM_OPT_BOOL, "1", "rocksdb engine: fsync the WAL before acknowledging a write",
          &c.sync},
@@ -211,7 +219,27 @@ static int parse_config(config_t *cfg, int argc, char **argv)
     return check_config(cfg);
 }
 
-/* Opens the engine and the core on it (the claim key loaded and wiped again). 0 or -1. */
+/* Loads the key ring |path|, or without it (development) <data_dir>/<dev_name>, generated on
+ * first start with a warning. 0 or -1 (logged, never with key material). */
+static int load_ring(const char *path, const char *data_dir, const char *dev_name, const char *what,
+                     cm_seal_ring_t **out)
+{
+    char err[512];
+    int generated = 0;
+    if (cm_seal_ring_load_or_create(path, data_dir, dev_name, out, &generated, err, sizeof(err)) !=
+        CM_SEAL_OK) {
+        CM_ERROR(NULL, "%s key ring: %s", what, err);
+        return -1;
+    }
+    if (generated)
+        CM_WARN(NULL, "no --%s-key-file: generated %s/%s; use a managed secret in production", what,
+                data_dir, dev_name);
+    CM_INFO(NULL, "%s key ring: %zu keys, new values under key %u", what, cm_seal_ring_count(*out),
+            (unsigned)cm_seal_ring_primary(*out));
+    return 0;
+}
+
+/* Opens the key rings, the engine and the core on it. 0 or -1. */
 static int open_storage(const config_t *c, app_t *app, ms_outbox_t *ob)
 {
     char db_path[1100], err[512];
@@ -225,39 +253,24 @@ static int open_storage(const config_t *c, app_t *app, ms_outbox_t *ob)
         CM_ERROR(NULL, "cannot create data dir %s: %s", c->data_dir, strerror(errno));
         return -1;
     }
-    uint8_t *key = NULL;
-    size_t key_len = 0;
-    int generated = 0;
-    if (ms_claim_key_load(c->claim_key_file, c->data_dir, &key, &key_len, &generated, err,
-                          sizeof(err)) != 0) {
+    if (load_ring(c->claim_key_file, c->data_dir, "claim.key", "claim", &app->claim_ring) != 0 ||
+        load_ring(c->token_key_file, c->data_dir, "token-keys", "token", &app->token_ring) != 0)
+        return -1;
+    if (ms_engine_open(&eo, &app->eng, err, sizeof(err)) != MS_OK) {
         CM_ERROR(NULL, "%s", err);
         return -1;
     }
-    if (generated)
-        CM_WARN(NULL,
-                "no --claim-key-file: generated %s/claim.key; use a managed secret in "
-                "production",
-                c->data_dir);
-    int rc = -1;
-    if (ms_engine_open(&eo, &app->eng, err, sizeof(err)) != MS_OK) {
-        CM_ERROR(NULL, "%s", err);
-        goto out;
-    }
     ms_core_opts_t co = {.engine = app->eng,
                          .max_ttl_s = c->max_ttl,
-                         .claim_key = key,
-                         .claim_key_len = key_len,
+                         .claim_ring = app->claim_ring,
+                         .token_ring = app->token_ring,
                          .outbox_hook = ms_outbox_wake,
                          .outbox_arg = ob};
     if (ms_core_new(&co, &app->core) != MS_OK) {
         CM_ERROR(NULL, "cannot set up the store core");
-        goto out;
+        return -1;
     }
-    rc = 0;
-out:
-    memset(key, 0, key_len);
-    free(key);
-    return rc;
+    return 0;
 }
 
 /* Serves until SIGTERM/SIGINT. Returns the exit code. */
@@ -355,6 +368,8 @@ int main(int argc, char **argv)
     cm_rpc_server_del(app.srv);
     ms_core_del(app.core);
     ms_engine_close(app.eng);
+    cm_seal_ring_free(app.claim_ring);
+    cm_seal_ring_free(app.token_ring);
     pthread_mutex_destroy(&app.health_mu);
     cm_rpc_shutdown();
     if (exit_code == 0)

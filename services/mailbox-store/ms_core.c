@@ -6,17 +6,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "cm_seal.h"
 #include "cm_uuid.h"
-#include "ms_claim.h"
 #include "ms_engine.h"
 #include "ms_record.h"
 
 #define S(x) ((x) ? (x) : "")
 
 struct ms_core {
-    ms_engine_t *eng;   /* not owned */
-    uint8_t *claim_key; /* owned, cleansed on del */
-    size_t claim_key_len;
+    ms_engine_t *eng;             /* not owned */
+    const cm_seal_ring_t *claims; /* claim_ring, or |own_claims| */
+    const cm_seal_ring_t *tokens; /* token_ring, or |own_tokens| */
+    cm_seal_ring_t *own_claims;   /* owned when no claim ring was given (wiped on del) */
+    cm_seal_ring_t *own_tokens;   /* owned when no token ring was given (wiped on del) */
     int64_t max_ttl_s;
     int64_t (*now_ms)(void *);
     void *now_arg;
@@ -91,15 +93,19 @@ static int64_t realtime_ms(void *arg)
 
 ms_err_t ms_core_new(const ms_core_opts_t *o, ms_core_t **out)
 {
-    if (!o->engine || !o->claim_key || o->claim_key_len == 0)
+    if (!o->engine || (!o->claim_ring && (!o->claim_key || o->claim_key_len != CM_SEAL_KEY_LEN)))
         return MS_ERR_INVALID;
     ms_core_t *c = calloc(1, sizeof(*c));
     if (!c)
         abort();
     c->eng = o->engine;
-    c->claim_key = xmalloc(o->claim_key_len);
-    memcpy(c->claim_key, o->claim_key, o->claim_key_len);
-    c->claim_key_len = o->claim_key_len;
+    if ((!o->claim_ring && cm_seal_ring_from_key(1, o->claim_key, &c->own_claims) != CM_SEAL_OK) ||
+        (!o->token_ring && cm_seal_ring_from_key(1, NULL, &c->own_tokens) != CM_SEAL_OK)) {
+        ms_core_del(c);
+        return MS_ERR_INTERNAL;
+    }
+    c->claims = o->claim_ring ? o->claim_ring : c->own_claims;
+    c->tokens = o->token_ring ? o->token_ring : c->own_tokens;
     c->max_ttl_s = o->max_ttl_s;
     c->now_ms = o->now_ms ? o->now_ms : realtime_ms;
     c->now_arg = o->now_arg;
@@ -113,8 +119,8 @@ void ms_core_del(ms_core_t *c)
 {
     if (!c)
         return;
-    memset(c->claim_key, 0, c->claim_key_len);
-    free(c->claim_key);
+    cm_seal_ring_free(c->own_claims);
+    cm_seal_ring_free(c->own_tokens);
     free(c);
 }
 
@@ -132,25 +138,48 @@ int64_t ms_core_now_ms(ms_core_t *c)
 
 ms_err_t ms_core_claim_hash(ms_core_t *c, const char *claim, size_t len, uint8_t out[MS_HASH_LEN])
 {
-    return ms_claim_hash(c->claim_key, c->claim_key_len, claim, len, out) == 0 ? MS_OK
-                                                                               : MS_ERR_INTERNAL;
+    return cm_seal_hash(c->claims, claim, len, out) == CM_SEAL_OK ? MS_OK : MS_ERR_INTERNAL;
 }
 
-ms_err_t ms_core_token_seal(ms_core_t *c, ms_blob_t plain, uint8_t **out, size_t *len)
+int ms_core_claim_matches(ms_core_t *c, const char *claim, size_t len,
+                          const uint8_t stored[MS_HASH_LEN])
 {
-    *out = xmalloc(plain.n);
-    if (plain.n)
-        memcpy(*out, plain.p, plain.n);
-    *len = plain.n;
+    return cm_seal_hash_verify(c->claims, claim, len, stored) == CM_SEAL_OK;
+}
+
+ms_err_t ms_core_token_seal(ms_core_t *c, const char *mailbox_id, ms_blob_t plain, uint8_t **out,
+                            size_t *len)
+{
+    *len = 0;
+    if (plain.n == 0) {
+        *out = xmalloc(0);
+        return MS_OK;
+    }
+    *out = xmalloc(cm_seal_sealed_len(plain.n));
+    if (cm_seal_encrypt(c->tokens, mailbox_id, strlen(mailbox_id), plain.p, plain.n, *out) !=
+        CM_SEAL_OK) {
+        free(*out);
+        *out = NULL;
+        return MS_ERR_INTERNAL;
+    }
+    *len = cm_seal_sealed_len(plain.n);
     return MS_OK;
 }
 
-ms_err_t ms_core_token_open(ms_core_t *c, ms_blob_t sealed, uint8_t **out, size_t *len)
+ms_err_t ms_core_token_open(ms_core_t *c, const char *mailbox_id, ms_blob_t sealed, uint8_t **out,
+                            size_t *len)
 {
+    *len = 0;
     *out = xmalloc(sealed.n);
-    if (sealed.n)
-        memcpy(*out, sealed.p, sealed.n);
-    *len = sealed.n;
+    if (sealed.n == 0)
+        return MS_OK;
+    cm_seal_err_t rc = cm_seal_decrypt(c->tokens, mailbox_id, strlen(mailbox_id), sealed.p,
+                                       sealed.n, *out, len, NULL);
+    if (rc != CM_SEAL_OK) {
+        free(*out);
+        *out = NULL;
+        return MS_ERR_CORRUPT;
+    }
     return MS_OK;
 }
 
@@ -204,13 +233,17 @@ static ms_err_t check_payload_token(const ms_payload_t *p, const ms_token_t *t, 
 typedef struct {
     ms_core_t *c;
     char id[MS_ID_LEN + 1];
-    uint8_t h[MS_HASH_LEN];
+    const char *claim; /* the request's (borrowed) */
+    size_t claim_len;
+    uint8_t h_new[MS_HASH_LEN]; /* the claim's hash under the primary claim key */
     uint8_t method;
     const char *corr;
     const void *req; /* the method's request */
     ms_detail_t *detail;
     /* per run (reset by op_reset) */
-    uint8_t *raw; /* owned: the record blob |rec| points into */
+    uint8_t h[MS_HASH_LEN]; /* the claim's hash as this mailbox knows it: its binding's, or
+                             * |h_new| for a claim not bound (yet) */
+    uint8_t *raw;           /* owned: the record blob |rec| points into */
     ms_record_t rec;
     uint8_t *idem_raw; /* owned: the idempotency blob |idem| points into */
     ms_idem_t idem;
@@ -232,6 +265,7 @@ static void op_reset(op_t *op)
     memset(&op->rec, 0, sizeof(op->rec));
     memset(&op->idem, 0, sizeof(op->idem));
     op->dup = op->is_creator = op->is_receiver = op->added = 0;
+    memcpy(op->h, op->h_new, MS_HASH_LEN);
 }
 
 static uint8_t *op_keep(op_t *op, uint8_t *p)
@@ -253,9 +287,11 @@ static ms_err_t op_init(op_t *op, ms_core_t *c, const char *id, const char *clai
     op->corr = S(corr);
     op->req = req;
     op->detail = d;
+    op->claim = S(claim);
+    op->claim_len = strlen(op->claim);
     ms_err_t rc = check_id(id, op->id, d);
     if (rc == MS_OK)
-        rc = check_claim(c, claim, op->h, d);
+        rc = check_claim(c, claim, op->h_new, d);
     if (rc == MS_OK)
         rc = check_corr(corr, d);
     return rc;
@@ -278,13 +314,30 @@ static int is_live(ms_core_t *c, const ms_record_t *r)
     return r->expires_ms > ms_core_now_ms(c);
 }
 
+/* The claim's idempotency record: under op->h, else (during a claim key rotation) under the
+ * claim's hash with any other key of the ring. */
+static ms_err_t idem_get(ms_txn_t *t, op_t *op, size_t *len)
+{
+    ms_err_t rc = op->c->eng->ops->get_idem(t, op->h, MS_HASH_LEN, &op->idem_raw, len);
+    uint8_t ids[255], h[MS_HASH_LEN];
+    size_t n = rc == MS_ERR_NOT_FOUND ? cm_seal_ring_ids(op->c->claims, ids) : 0;
+    for (size_t i = 0; i < n && rc == MS_ERR_NOT_FOUND; i++) {
+        if (ids[i] == op->h[0])
+            continue;
+        if (cm_seal_hash_with(op->c->claims, ids[i], op->claim, op->claim_len, h) != CM_SEAL_OK)
+            return MS_ERR_INTERNAL;
+        rc = op->c->eng->ops->get_idem(t, h, MS_HASH_LEN, &op->idem_raw, len);
+    }
+    return rc;
+}
+
 /* Sets op->dup when the claim's idempotency record answers this request. */
 static ms_err_t idem_check(ms_txn_t *t, op_t *op)
 {
     size_t len, cl = strlen(op->corr);
     if (cl == 0)
         return MS_OK;
-    ms_err_t rc = op->c->eng->ops->get_idem(t, op->h, MS_HASH_LEN, &op->idem_raw, &len);
+    ms_err_t rc = idem_get(t, op, &len);
     if (rc == MS_ERR_NOT_FOUND)
         return MS_OK;
     if (rc != MS_OK)
@@ -306,12 +359,16 @@ static ms_err_t op_begin(ms_txn_t *t, op_t *op)
         return fail(op->detail, MS_ERR_NOT_FOUND, "mailbox not found");
     if (rc != MS_OK)
         return rc;
-    rc = idem_check(t, op);
-    if (rc != MS_OK || op->dup)
-        return rc;
-    op->is_creator = ms_claim_equal(op->h, op->rec.creator);
-    op->is_receiver = op->rec.has_receiver && ms_claim_equal(op->h, op->rec.receiver);
-    return MS_OK;
+    /* A binding made under an older claim key still matches; the claim's idempotency record
+     * sits under the binding's hash. */
+    op->is_creator = ms_core_claim_matches(op->c, op->claim, op->claim_len, op->rec.creator);
+    op->is_receiver = !op->is_creator && op->rec.has_receiver &&
+                      ms_core_claim_matches(op->c, op->claim, op->claim_len, op->rec.receiver);
+    if (op->is_creator)
+        memcpy(op->h, op->rec.creator, MS_HASH_LEN);
+    else if (op->is_receiver)
+        memcpy(op->h, op->rec.receiver, MS_HASH_LEN);
+    return idem_check(t, op);
 }
 
 static ms_err_t require(op_t *op, uint8_t right, const char *what)
@@ -353,15 +410,16 @@ static ms_err_t put_idem(ms_txn_t *t, op_t *op, ms_idem_t *r)
 static ms_err_t seal(op_t *op, ms_blob_t plain, ms_blob_t *sealed)
 {
     uint8_t *p;
-    ms_err_t rc = ms_core_token_seal(op->c, plain, &p, &sealed->n);
+    ms_err_t rc = ms_core_token_seal(op->c, op->id, plain, &p, &sealed->n);
     if (rc != MS_OK)
         return rc;
     sealed->p = op_keep(op, p);
     return MS_OK;
 }
 
-/* Queues an outbox entry of |kind| for this mailbox; a notification goes to the token sealed
- * in the record as |tok_type| / |tok_data|. */
+/* Queues an outbox entry of |kind| for this mailbox; a notification (or a cancel for one
+ * party) names the token sealed in the record as |tok_type| / |tok_data|, sealed afresh. A
+ * cancel without a token cancels the whole mailbox. */
 static ms_err_t add_outbox(ms_txn_t *t, op_t *op, ms_outbox_kind_t kind, const ms_blob_t *tok_type,
                            const ms_blob_t *tok_data)
 {
@@ -373,10 +431,10 @@ static ms_err_t add_outbox(ms_txn_t *t, op_t *op, ms_outbox_kind_t kind, const m
     memcpy(r.mailbox_id, op->id, MS_ID_LEN + 1);
     r.mailbox_expires_at_ms = op->rec.expires_ms;
     r.created_at_ms = ms_core_now_ms(op->c);
-    if (kind == MS_OUTBOX_NOTIFY) {
+    if (tok_data) {
         uint8_t *plain;
         size_t pl;
-        ms_err_t rc = ms_core_token_open(op->c, *tok_data, &plain, &pl);
+        ms_err_t rc = ms_core_token_open(op->c, op->id, *tok_data, &plain, &pl);
         if (rc != MS_OK)
             return rc;
         ms_blob_t pb = {plain, pl};
@@ -700,6 +758,15 @@ static ms_err_t relinquish_fn(ms_txn_t *t, void *arg)
         return fail(op->detail, MS_ERR_PRECONDITION, "the creator cannot relinquish its mailbox");
     if (!op->is_receiver)
         return fail(op->detail, MS_ERR_DENIED, "claim is not bound to this mailbox");
+    /* The receiver loses what is still on its way to its token: pending notifications in
+     * this outbox are skipped by the forwarder when it meets this marker after them, and
+     * push-dispatch drops what it already queued for the token (CancelRecipient). */
+    if (op->rec.receiver_tok_type.n > 0 && op->rec.receiver_tok_data.n > 0) {
+        rc = add_outbox(t, op, MS_OUTBOX_CANCEL, &op->rec.receiver_tok_type,
+                        &op->rec.receiver_tok_data);
+        if (rc != MS_OK)
+            return rc;
+    }
     op->rec.has_receiver = 0;
     memset(op->rec.receiver, 0, MS_HASH_LEN);
     memset(&op->rec.receiver_tok_type, 0, sizeof(ms_blob_t));
@@ -767,7 +834,7 @@ ms_err_t ms_core_outbox_decode(ms_core_t *c, const ms_outbox_entry_t *e, ms_noti
     out->created_at_ms = r.created_at_ms;
     uint8_t *plain;
     size_t pl;
-    ms_err_t rc = ms_core_token_open(c, r.token_data, &plain, &pl);
+    ms_err_t rc = ms_core_token_open(c, r.mailbox_id, r.token_data, &plain, &pl);
     if (rc != MS_OK)
         return rc;
     ms_blob_t pb = {plain, pl};

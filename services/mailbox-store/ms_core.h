@@ -16,7 +16,13 @@
  * Stored bytes: mailbox records, idempotency records and outbox entries are the core's own
  * versioned binary encodings (ms_record.h); engines store them as opaque blobs next to the few
  * columns they need. Notification tokens pass through ms_core_token_seal / ms_core_token_open
- * on their way into and out of every stored blob, and device claims through ms_core_claim_hash. */
+ * on their way into and out of every stored blob, and device claims through ms_core_claim_hash.
+ *
+ * Keys at rest (common/cm_seal.h): tokens are sealed with AES-256-GCM under the token key ring,
+ * the mailbox id as associated data; claims are stored as key id + HMAC-SHA-256 under the claim
+ * key ring. New values use each ring's primary key; stored values name their key id, so a claim
+ * bound under an older claim key still matches and a token sealed under an older token key
+ * still opens, as long as the key is in the ring (rotation). */
 #ifndef MS_CORE_H
 #define MS_CORE_H
 
@@ -24,7 +30,7 @@
 #include <stdint.h>
 
 #define MS_ID_LEN 36   /* canonical lowercase UUID */
-#define MS_HASH_LEN 32 /* keyed claim hash (HMAC-SHA-256) */
+#define MS_HASH_LEN 33 /* keyed claim hash: claim key id + HMAC-SHA-256 (CM_SEAL_HASH_LEN) */
 #define MS_MAX_CLAIM_LEN 1024
 #define MS_MAX_CORR_LEN 255
 #define MS_DETAIL_LEN 160
@@ -136,13 +142,20 @@ typedef struct {
 /* ---- the core ---- */
 
 typedef struct ms_core ms_core_t;
-typedef struct ms_engine ms_engine_t; /* ms_engine.h */
+typedef struct ms_engine ms_engine_t;       /* ms_engine.h */
+typedef struct cm_seal_ring cm_seal_ring_t; /* cm_seal.h */
 
 typedef struct {
-    ms_engine_t *engine;      /* not owned; must outlive the core */
-    int64_t max_ttl_s;        /* Create: 1 <= ttl <= max_ttl_s */
-    const uint8_t *claim_key; /* HMAC key for claims; copied */
+    ms_engine_t *engine; /* not owned; must outlive the core */
+    int64_t max_ttl_s;   /* Create: 1 <= ttl <= max_ttl_s */
+    /* Claim key ring (not owned; must outlive the core). NULL: the single key |claim_key|
+     * (exactly 32 bytes; copied) under id 1. */
+    const cm_seal_ring_t *claim_ring;
+    const uint8_t *claim_key;
     size_t claim_key_len;
+    /* Token key ring (not owned; must outlive the core). NULL: a random key of this core's
+     * lifetime (tests that never reopen what they stored). */
+    const cm_seal_ring_t *token_ring;
     int64_t (*now_ms)(void *arg); /* clock (Unix ms); NULL = realtime. Tests inject one. */
     void *now_arg;
     /* Called (from a request thread, after the commit, without locks held) when an operation
@@ -151,7 +164,7 @@ typedef struct {
     void *outbox_arg;
 } ms_core_opts_t;
 
-/* Returns MS_OK and the core in *out, or MS_ERR_INVALID (no engine, empty key). */
+/* Returns MS_OK and the core in *out, or MS_ERR_INVALID (no engine, no claim key). */
 ms_err_t ms_core_new(const ms_core_opts_t *opts, ms_core_t **out);
 void ms_core_del(ms_core_t *c);
 ms_engine_t *ms_core_engine(ms_core_t *c);
@@ -184,7 +197,9 @@ ms_err_t ms_core_sweep(ms_core_t *c, size_t batch, size_t *deleted, int *more);
 
 typedef enum {
     MS_OUTBOX_NOTIFY = 'N', /* tell the other party's token that the mailbox changed */
-    MS_OUTBOX_CANCEL = 'C', /* the mailbox was deleted: drop what is queued for it */
+    MS_OUTBOX_CANCEL = 'C', /* without a token: the mailbox was deleted, drop what is queued for
+                               it; with a token: that party left (the receiver relinquished),
+                               drop what is queued for its token */
 } ms_outbox_kind_t;
 
 typedef struct {
@@ -193,8 +208,8 @@ typedef struct {
     char mailbox_id[MS_ID_LEN + 1];
     int64_t mailbox_expires_at_ms;
     int64_t created_at_ms;
-    char *token_type; /* owned, NUL-terminated; "" for a cancel marker */
-    char *token_data; /* owned, NUL-terminated, opened (plain); "" for a cancel marker */
+    char *token_type; /* owned, NUL-terminated; "" for a mailbox cancel marker */
+    char *token_data; /* owned, NUL-terminated, opened (plain); "" for a mailbox cancel marker */
 } ms_notification_t;
 
 struct ms_outbox_entry; /* ms_engine.h */
@@ -207,14 +222,23 @@ void ms_notification_free(ms_notification_t *n);
 
 /* ---- the single paths of secrets into and out of stored bytes ---- */
 
-/* Claim -> the hash stored in records and used as the idempotency key. MS_OK, or
- * MS_ERR_INTERNAL. */
+/* Claim -> the hash new bindings and idempotency records are stored under (the primary claim
+ * key's id + HMAC). MS_OK, or MS_ERR_INTERNAL. */
 ms_err_t ms_core_claim_hash(ms_core_t *c, const char *claim, size_t len, uint8_t out[MS_HASH_LEN]);
 
-/* Token data -> the bytes stored in records and outbox entries (*out malloc'd, caller frees),
- * and back. Today the identity; the place where tokens get encrypted at rest. MS_OK, or
- * MS_ERR_CORRUPT (open only). */
-ms_err_t ms_core_token_seal(ms_core_t *c, ms_blob_t plain, uint8_t **out, size_t *len);
-ms_err_t ms_core_token_open(ms_core_t *c, ms_blob_t sealed, uint8_t **out, size_t *len);
+/* 1 when |stored| is the hash of |claim| under the claim key it names, else 0 (also when the
+ * ring no longer holds that key). Constant time in the hash. */
+int ms_core_claim_matches(ms_core_t *c, const char *claim, size_t len,
+                          const uint8_t stored[MS_HASH_LEN]);
+
+/* Token data -> the bytes stored in records and outbox entries of mailbox |mailbox_id| (*out
+ * malloc'd, caller frees; sealed under the primary token key, the mailbox id as associated
+ * data), and back. Empty data stays empty (no token). MS_OK; MS_ERR_INTERNAL (seal), or
+ * MS_ERR_CORRUPT (open: tampered, moved to another mailbox, or under a key the ring no longer
+ * holds). */
+ms_err_t ms_core_token_seal(ms_core_t *c, const char *mailbox_id, ms_blob_t plain, uint8_t **out,
+                            size_t *len);
+ms_err_t ms_core_token_open(ms_core_t *c, const char *mailbox_id, ms_blob_t sealed, uint8_t **out,
+                            size_t *len);
 
 #endif

@@ -6,6 +6,7 @@
 #include <cJSON.h>
 #include <rocksdb/c.h>
 
+#include "cm_seal.h"
 #include "ms_keys.h"
 #include "ms_record.h"
 
@@ -16,6 +17,19 @@ static void add_blob(cJSON *o, const char *name, const ms_blob_t *b)
         abort();
     cJSON_AddStringToObject(o, name, s);
     free(s);
+}
+
+/* The key id a sealed token names (never its bytes): -1 when there is no token, 0 when the
+ * bytes are not a sealed value (written in clear by an older version). */
+static void add_token_key(cJSON *o, const char *name, const ms_blob_t *b)
+{
+    uint8_t id = 0;
+    if (b->n == 0)
+        cJSON_AddNumberToObject(o, name, -1);
+    else if (cm_seal_key_id(b->p, b->n, &id) == CM_SEAL_OK)
+        cJSON_AddNumberToObject(o, name, id);
+    else
+        cJSON_AddNumberToObject(o, name, 0);
 }
 
 static void add_id(cJSON *o, const char *p)
@@ -58,8 +72,14 @@ static void describe_record(cJSON *o, const char *v, size_t vl)
     cJSON_AddNumberToObject(o, "expires_ms", (double)r.expires_ms);
     add_rights(o, r.rights);
     cJSON_AddBoolToObject(o, "receiver_bound", r.has_receiver);
+    /* Claims and tokens only by the ids of the keys they are under (rotation checks). */
+    cJSON_AddNumberToObject(o, "creator_claim_key", r.creator[0]);
+    if (r.has_receiver)
+        cJSON_AddNumberToObject(o, "receiver_claim_key", r.receiver[0]);
     add_blob(o, "creator_token_type", &r.creator_tok_type);
+    add_token_key(o, "creator_token_key", &r.creator_tok_data);
     add_blob(o, "receiver_token_type", &r.receiver_tok_type);
+    add_token_key(o, "receiver_token_key", &r.receiver_tok_data);
     add_blob(o, "payload_type", &r.payload_type);
     cJSON_AddNumberToObject(o, "payload_len", (double)r.payload_data.n);
 }
@@ -77,7 +97,7 @@ static void describe_outbox(cJSON *o, uint64_t seq, const char *v, size_t vl)
     cJSON_AddStringToObject(o, "notification_id", r.notification_id);
     cJSON_AddStringToObject(o, "mailbox_id", r.mailbox_id);
     add_blob(o, "token_type", &r.token_type);
-    add_blob(o, "token_data", &r.token_data);
+    add_token_key(o, "token_key", &r.token_data);
     cJSON_AddNumberToObject(o, "mailbox_expires_at_ms", (double)r.mailbox_expires_at_ms);
     cJSON_AddNumberToObject(o, "created_at_ms", (double)r.created_at_ms);
 }
@@ -96,6 +116,9 @@ static cJSON *describe(const char *k, size_t kl, const char *v, size_t vl)
             describe_record(o, v, vl);
         } else if (sub == 'i') {
             cJSON_AddStringToObject(o, "kind", "idempotency");
+            /* m/<id>/i/<claim key id><hmac> */
+            if (kl > 5 + MS_ID_LEN)
+                cJSON_AddNumberToObject(o, "claim_key", (uint8_t)k[5 + MS_ID_LEN]);
             if (ms_idem_decode((const uint8_t *)v, vl, &r) == 0) {
                 cJSON_AddNumberToObject(o, "method", r.method);
                 add_blob(o, "correlation_id", &r.corr);

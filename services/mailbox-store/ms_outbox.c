@@ -96,6 +96,20 @@ static size_t forward_cancel(ms_outbox_t *ob, const ms_outbox_entry_t *e, cm_rpc
         return 1;
     cm_rpc_call_opts_t co = {.timeout_ms = ob->timeout_ms, .request_id = NULL};
     ProtobufCMessage *resp = NULL;
+    if (n.token_data[0]) {
+        /* One party left (the receiver relinquished): only its token's notifications go. */
+        Tigress__Push__V1__CancelRecipientRequest rr =
+            TIGRESS__PUSH__V1__CANCEL_RECIPIENT_REQUEST__INIT;
+        rr.mailbox_id = n.mailbox_id;
+        rr.token_type = n.token_type;
+        rr.token_data = n.token_data;
+        cm_rpc_call(ob->ch, "/tigress.push.v1.PushDispatch/CancelRecipient", &rr.base,
+                    &tigress__push__v1__cancel_mailbox_response__descriptor, &co, &resp, st);
+        if (resp)
+            protobuf_c_message_free_unpacked(resp, NULL);
+        ms_notification_free(&n);
+        return st->code == GRPC_STATUS_OK || st->code == GRPC_STATUS_INVALID_ARGUMENT ? 1 : 0;
+    }
     Tigress__Push__V1__CancelMailboxRequest rq = TIGRESS__PUSH__V1__CANCEL_MAILBOX_REQUEST__INIT;
     rq.mailbox_id = n.mailbox_id;
     /* The marker carries the mailbox's expiry: push-dispatch keeps refusing late Enqueues for
@@ -109,16 +123,16 @@ static size_t forward_cancel(ms_outbox_t *ob, const ms_outbox_entry_t *e, cm_rpc
     return st->code == GRPC_STATUS_OK || st->code == GRPC_STATUS_INVALID_ARGUMENT ? 1 : 0;
 }
 
-/* Sends the notifications of |n| (live ones only) in one Enqueue; |msgs| and |pb| are scratch
- * of at least |n| elements. */
-static void enqueue(ms_outbox_t *ob, ms_notification_t *n, size_t cnt,
+/* Sends the notifications of |n| (live ones not in |skip|) in one Enqueue; |msgs| and |pb| are
+ * scratch of at least |n| elements. */
+static void enqueue(ms_outbox_t *ob, ms_notification_t *n, const uint8_t *skip, size_t cnt,
                     Tigress__Push__V1__Notification *pb, cm_rpc_status_t *st)
 {
     Tigress__Push__V1__Notification *ptrs[MS_OUTBOX_BATCH];
     size_t live = 0;
     int64_t now = realtime_ms();
     for (size_t i = 0; i < cnt; i++) {
-        if (n[i].mailbox_expires_at_ms <= now)
+        if (n[i].mailbox_expires_at_ms <= now || skip[i])
             continue;
         Tigress__Push__V1__Notification *m = &pb[live];
         *m = (Tigress__Push__V1__Notification)TIGRESS__PUSH__V1__NOTIFICATION__INIT;
@@ -146,6 +160,29 @@ static void enqueue(ms_outbox_t *ob, ms_notification_t *n, size_t cnt,
         CM_ERROR(NULL, "outbox: push-dispatch rejected %zu notifications: %s", live, st->message);
 }
 
+/* Marks in |skip| the notifications of |ns| whose recipient left the mailbox by a marker among
+ * the later entries |later| of this claim: no point waking a device for a mailbox it left
+ * (the marker itself then cancels what push-dispatch already holds). */
+static void skip_left_recipients(ms_outbox_t *ob, const ms_outbox_entry_t *later, size_t nlater,
+                                 const ms_notification_t *ns, uint8_t *skip, size_t cnt)
+{
+    for (size_t j = 0; j < nlater; j++) {
+        ms_notification_t m;
+        if (later[j].kind != MS_OUTBOX_CANCEL ||
+            ms_core_outbox_decode(ob->core, &later[j], &m) != MS_OK) {
+            if (later[j].kind == MS_OUTBOX_CANCEL)
+                ms_notification_free(&m);
+            continue;
+        }
+        for (size_t i = 0; i < cnt && m.token_data[0]; i++)
+            if (strcmp(ns[i].mailbox_id, m.mailbox_id) == 0 &&
+                strcmp(ns[i].token_type, m.token_type) == 0 &&
+                strcmp(ns[i].token_data, m.token_data) == 0)
+                skip[i] = 1;
+        ms_notification_free(&m);
+    }
+}
+
 /* Forwards the head of |e| (n > 0). Returns the number of entries handled (to acknowledge),
  * 0 on a retryable failure. */
 static size_t forward(ms_outbox_t *ob, ms_outbox_entry_t *e, size_t n, cm_rpc_status_t *st)
@@ -161,11 +198,13 @@ static size_t forward(ms_outbox_t *ob, ms_outbox_entry_t *e, size_t n, cm_rpc_st
     }
     ms_notification_t ns[MS_OUTBOX_BATCH];
     Tigress__Push__V1__Notification pb[MS_OUTBOX_BATCH];
+    uint8_t skip[MS_OUTBOX_BATCH] = {0};
     size_t cnt = 0;
     for (size_t i = 0; i < k; i++)
         if (decode(ob, &e[i], &ns[cnt]) == 0)
             cnt++;
-    enqueue(ob, ns, cnt, pb, st);
+    skip_left_recipients(ob, e + k, n - k, ns, skip, cnt);
+    enqueue(ob, ns, skip, cnt, pb, st);
     for (size_t i = 0; i < cnt; i++)
         ms_notification_free(&ns[i]);
     return st->code == GRPC_STATUS_OK || st->code == GRPC_STATUS_INVALID_ARGUMENT ? k : 0;

@@ -13,6 +13,7 @@
 #include "cm_config.h"
 #include "cm_log.h"
 #include "cm_rpc.h"
+#include "cm_seal.h"
 #include "pd_apns.h"
 #include "pd_dispatch.h"
 #include "pd_fcm.h"
@@ -32,6 +33,7 @@ static struct {
     const char *fcm_service_account_file, *fcm_project, *fcm_url;
     const char *webhook_secret_file;
     int webhook_allow_private;
+    const char *token_key_file;
 } cfg;
 
 static cm_opt_t opts[] = {
@@ -44,6 +46,10 @@ static cm_opt_t opts[] = {
      &cfg.ready_file},
     {"data-dir", CM_OPT_STR, "./.local/data/push-dispatch", "RocksDB directory of the queue",
      &cfg.data_dir},
+    {"token-key-file", CM_OPT_STR, NULL,
+     "key ring sealing notification tokens at rest (lines \"<id> <64 hex>\"; the highest id "
+     "seals); empty = <data-dir>/token-keys, generated (development only)",
+     &cfg.token_key_file},
     {"mailbox-budget", CM_OPT_INT, "20", "notifications accepted per mailbox over its life",
      &cfg.budget},
     {"max-attempts", CM_OPT_INT, "8", "delivery attempts before giving up", &cfg.max_attempts},
@@ -82,6 +88,7 @@ static cm_opt_t opts[] = {
 };
 
 static pd_queue_t *queue;
+static cm_seal_ring_t *token_ring;  /* owned; outlives |queue| */
 static pd_provider_t *providers[3]; /* owned; configured ones only */
 static size_t nproviders;
 static cm_rpc_server_t *srv;
@@ -205,6 +212,30 @@ static grpc_status_code h_cancel(cm_rpc_call_t *call, void *user, const Protobuf
     return GRPC_STATUS_OK;
 }
 
+static grpc_status_code h_cancel_recipient(cm_rpc_call_t *call, void *user,
+                                           const ProtobufCMessage *req_, ProtobufCMessage *resp_)
+{
+    const Tigress__Push__V1__CancelRecipientRequest *req = (const void *)req_;
+    Tigress__Push__V1__CancelMailboxResponse *resp = (void *)resp_;
+    (void)user;
+    if (!pd_id_valid(req->mailbox_id))
+        return cm_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                           "mailbox_id must be 1..%d characters of [A-Za-z0-9._-]", PD_ID_MAX);
+    if (!req->token_type || !req->token_type[0] || !req->token_data || !req->token_data[0])
+        return cm_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                           "token_type and token_data are required");
+    uint32_t dropped = 0;
+    if (pd_queue_cancel_recipient(queue, req->mailbox_id, req->token_type, req->token_data,
+                                  &dropped) != 0) {
+        set_health(0, pd_queue_healthy(queue));
+        return cm_rpc_fail(call, GRPC_STATUS_UNAVAILABLE, "queue write failed; retry");
+    }
+    resp->dropped = dropped;
+    for (uint32_t i = 0; i < dropped; i++)
+        pd_metric_dropped(req->token_type, "cancelled");
+    return GRPC_STATUS_OK;
+}
+
 static grpc_status_code h_supported(cm_rpc_call_t *call, void *user, const ProtobufCMessage *req_,
                                     ProtobufCMessage *resp_)
 {
@@ -317,7 +348,23 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    if (pd_queue_open(cfg.data_dir, (uint32_t)cfg.budget, &queue) != 0)
+    char kerr[256];
+    int generated = 0;
+    cm_seal_err_t ke = cm_seal_ring_load_or_create(cfg.token_key_file, cfg.data_dir, "token-keys",
+                                                   &token_ring, &generated, kerr, sizeof(kerr));
+    if (ke != CM_SEAL_OK) {
+        CM_ERROR(NULL, "token key ring: %s", kerr);
+        rc = 2;
+        goto out;
+    }
+    if (generated)
+        CM_WARN(NULL,
+                "no --token-key-file: generated %s/token-keys; use a managed secret in "
+                "production",
+                cfg.data_dir);
+    CM_INFO(NULL, "token key ring: %zu keys, sealing under key %u", cm_seal_ring_count(token_ring),
+            (unsigned)cm_seal_ring_primary(token_ring));
+    if (pd_queue_open(cfg.data_dir, (uint32_t)cfg.budget, token_ring, &queue) != 0)
         goto out;
     pd_dispatch_opts_t dopts = {.workers = (int)cfg.workers,
                                 .max_attempts = (uint32_t)cfg.max_attempts,
@@ -338,6 +385,10 @@ int main(int argc, char **argv)
                                  &tigress__push__v1__cancel_mailbox_request__descriptor,
                                  &tigress__push__v1__cancel_mailbox_response__descriptor, h_cancel,
                                  NULL) != 0 ||
+        cm_rpc_server_add_method(srv, "/" SERVICE_NAME "/CancelRecipient",
+                                 &tigress__push__v1__cancel_recipient_request__descriptor,
+                                 &tigress__push__v1__cancel_mailbox_response__descriptor,
+                                 h_cancel_recipient, NULL) != 0 ||
         cm_rpc_server_add_method(
             srv, "/" SERVICE_NAME "/Supported", &tigress__push__v1__supported_request__descriptor,
             &tigress__push__v1__supported_response__descriptor, h_supported, NULL) != 0)
@@ -384,6 +435,7 @@ out:
     for (size_t i = 0; i < nproviders; i++)
         providers[i]->del(providers[i]->impl);
     pd_queue_close(queue);
+    cm_seal_ring_free(token_ring);
     pd_http_global_cleanup();
     cm_rpc_shutdown();
     if (rc == 0)

@@ -14,6 +14,7 @@
 
 #include "cm_log.h"
 #include "cm_rocksdb.h"
+#include "cm_seal.h"
 
 struct pd_queue {
     rocksdb_t *db;                 /* owned */
@@ -21,6 +22,7 @@ struct pd_queue {
     rocksdb_writeoptions_t *wsync; /* owned; sync=true (Enqueue, CancelMailbox) */
     rocksdb_writeoptions_t *wfast; /* owned; sync=false (delivery bookkeeping) */
     rocksdb_readoptions_t *ropts;  /* owned */
+    const cm_seal_ring_t *ring;    /* not owned; seals tokens at rest (outlives the queue) */
     uint32_t budget;
     /* Write fence and background-error probe: every write goes through qwrite (cm_rocksdb). */
     cm_rocksdb_fence_t fence;
@@ -175,26 +177,73 @@ static pd_entry_t *entry_from_notification(const Tigress__Push__V1__Notification
     return e;
 }
 
-/* Packs |e| as a QueuedNotification; malloc'd into *out. */
-static size_t pack_entry(const pd_entry_t *e, uint8_t **out)
+/* Packs |e| as a QueuedNotification with its token sealed (associated data: the mailbox id, so
+ * a value moved under another mailbox's key does not open); malloc'd into *out. The token is in
+ * clear only in memory. Returns the length, or 0 when sealing failed (logged). */
+static size_t pack_entry(const pd_queue_t *q, const pd_entry_t *e, uint8_t **out)
 {
     Tigress__Push__V1__Notification n = TIGRESS__PUSH__V1__NOTIFICATION__INIT;
     Tigress__Push__V1__QueuedNotification qn = TIGRESS__PUSH__V1__QUEUED_NOTIFICATION__INIT;
+    size_t tl = strlen(e->token);
+    uint8_t *sealed = malloc(cm_seal_sealed_len(tl));
+    *out = NULL;
+    if (!sealed)
+        abort();
+    cm_seal_err_t se =
+        cm_seal_encrypt(q->ring, e->mailbox, strlen(e->mailbox), e->token, tl, sealed);
+    if (se != CM_SEAL_OK) {
+        CM_ERROR(NULL, "sealing a token failed: %s", cm_seal_err_name(se));
+        free(sealed);
+        return 0;
+    }
     n.notification_id = (char *)e->id;
     n.mailbox_id = (char *)e->mailbox;
     n.token_type = (char *)e->type;
-    n.token_data = e->token;
     n.mailbox_expires_at_ms = e->expires_ms;
     n.created_at_ms = e->created_ms;
     qn.notification = &n;
     qn.attempts = e->attempts;
     qn.next_attempt_ms = e->next_ms;
+    qn.sealed_token.data = sealed;
+    qn.sealed_token.len = cm_seal_sealed_len(tl);
     size_t len = tigress__push__v1__queued_notification__get_packed_size(&qn);
     *out = malloc(len ? len : 1);
     if (!*out)
         abort();
     tigress__push__v1__queued_notification__pack(&qn, *out);
+    free(sealed);
     return len;
+}
+
+/* The token of a stored entry, opened into a malloc'd string in *token. *legacy = 1 when it was
+ * stored in clear (before sealing existed). Returns CM_SEAL_OK or why it cannot be read. */
+static cm_seal_err_t unseal_token(const pd_queue_t *q,
+                                  const Tigress__Push__V1__QueuedNotification *qn, char **token,
+                                  int *legacy)
+{
+    const Tigress__Push__V1__Notification *n = qn->notification;
+    *legacy = 0;
+    if (qn->sealed_token.len == 0) {
+        *legacy = 1;
+        *token = strdup(n->token_data ? n->token_data : "");
+        if (!*token)
+            abort();
+        return CM_SEAL_OK;
+    }
+    size_t len = 0;
+    char *t = malloc(qn->sealed_token.len + 1);
+    if (!t)
+        abort();
+    cm_seal_err_t rc =
+        cm_seal_decrypt(q->ring, n->mailbox_id, strlen(n->mailbox_id), qn->sealed_token.data,
+                        qn->sealed_token.len, (uint8_t *)t, &len, NULL);
+    if (rc != CM_SEAL_OK || memchr(t, '\0', len)) {
+        free(t);
+        return rc != CM_SEAL_OK ? rc : CM_SEAL_ERR_FORMAT;
+    }
+    t[len] = '\0';
+    *token = t;
+    return CM_SEAL_OK;
 }
 
 /* ---- open / close ---- */
@@ -225,10 +274,53 @@ static int qwrite(pd_queue_t *q, rocksdb_writeoptions_t *wo, rocksdb_writebatch_
     return cm_rocksdb_write(&q->fence, wo, wb, what);
 }
 
+/* The in-memory entry of the stored |qn| (key |k|), its token opened. An entry stored with
+ * its token in clear (written before sealing existed) is re-written sealed (*resealed counts
+ * them). An entry that cannot be opened is not loaded: deleted once its mailbox has expired,
+ * kept otherwise (a key removed from the ring too early can be put back). NULL then. */
+static pd_entry_t *load_entry(pd_queue_t *q, const Tigress__Push__V1__QueuedNotification *qn,
+                              const char *k, size_t klen, size_t *resealed)
+{
+    char *token = NULL;
+    int legacy = 0;
+    cm_seal_err_t se = unseal_token(q, qn, &token, &legacy);
+    if (se != CM_SEAL_OK) {
+        CM_WARN(NULL, "queued notification %s: token cannot be opened (%s)",
+                qn->notification->notification_id, cm_seal_err_name(se));
+        if (qn->notification->mailbox_expires_at_ms <= pd_now_ms()) {
+            rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+            rocksdb_writebatch_delete(wb, k, klen);
+            qwrite(q, q->wfast, wb, "load");
+            rocksdb_writebatch_destroy(wb);
+        }
+        return NULL;
+    }
+    pd_entry_t *e = entry_from_notification(qn->notification);
+    free(e->token);
+    e->token = token;
+    e->attempts = qn->attempts;
+    e->next_ms = qn->next_attempt_ms;
+    if (legacy) {
+        uint8_t *v;
+        size_t vl = pack_entry(q, e, &v);
+        if (vl) {
+            rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+            rocksdb_writebatch_put(wb, k, klen, (const char *)v, vl);
+            /* Synced: the clear copy must not outlive this start in the WAL longer than
+             * needed. */
+            if (qwrite(q, q->wsync, wb, "reseal") == 0)
+                (*resealed)++;
+            rocksdb_writebatch_destroy(wb);
+            free(v);
+        }
+    }
+    return e;
+}
+
 static int load(pd_queue_t *q)
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator(q->db, q->ropts);
-    size_t loaded = 0, skipped = 0;
+    size_t loaded = 0, skipped = 0, resealed = 0;
     for (rocksdb_iter_seek(it, "q/", 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key(it, &klen);
@@ -256,10 +348,12 @@ static int load(pd_queue_t *q)
             tigress__push__v1__queued_notification__free_unpacked(qn, NULL);
             continue;
         }
-        pd_entry_t *e = entry_from_notification(qn->notification);
-        e->attempts = qn->attempts;
-        e->next_ms = qn->next_attempt_ms;
+        pd_entry_t *e = load_entry(q, qn, k, klen, &resealed);
         tigress__push__v1__queued_notification__free_unpacked(qn, NULL);
+        if (!e) {
+            skipped++;
+            continue;
+        }
         heap_push(q, e);
         loaded++;
     }
@@ -273,17 +367,24 @@ static int load(pd_queue_t *q)
     }
     if (skipped)
         CM_WARN(NULL, "skipped %zu unreadable queue entries", skipped);
+    if (resealed) {
+        /* Rewrite the table files now, so the old clear copies do not wait for a compaction
+         * that may be long in coming. */
+        rocksdb_compact_range(q->db, "q/", 2, "q0", 2);
+        CM_INFO(NULL, "sealed the tokens of %zu entries stored in clear", resealed);
+    }
     CM_INFO(NULL, "queue loaded: %zu notifications waiting", loaded);
     return 0;
 }
 
-int pd_queue_open(const char *dir, uint32_t budget, pd_queue_t **out)
+int pd_queue_open(const char *dir, uint32_t budget, const cm_seal_ring_t *ring, pd_queue_t **out)
 {
     pd_queue_t *q = calloc(1, sizeof(*q));
     char *err = NULL;
     if (!q)
         abort();
     q->budget = budget;
+    q->ring = ring;
     pthread_mutex_init(&q->wlock, NULL);
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->cond, NULL);
@@ -309,10 +410,11 @@ int pd_queue_open(const char *dir, uint32_t budget, pd_queue_t **out)
     rocksdb_writeoptions_set_sync(q->wsync, 1);
     q->wfast = rocksdb_writeoptions_create();
     q->ropts = rocksdb_readoptions_create();
-    if (load(q) != 0)
-        goto fail;
     static const char probe[] = "h/probe"; /* outside every prefix in use */
     cm_rocksdb_fence_init(&q->fence, q->db, probe, sizeof(probe) - 1);
+    /* After the fence: loading writes (sealing entries stored in clear, dropping dead ones). */
+    if (load(q) != 0)
+        goto fail;
     *out = q;
     return 0;
 fail:
@@ -444,7 +546,11 @@ int pd_queue_enqueue(pd_queue_t *q, Tigress__Push__V1__Notification *const *ns, 
         if (e->created_ms <= 0)
             e->created_ms = now_ms;
         uint8_t *v;
-        size_t vl = pack_entry(e, &v);
+        size_t vl = pack_entry(q, e, &v);
+        if (vl == 0) {
+            pd_entry_free(e);
+            goto out;
+        }
         kl = qkey(k, sizeof(k), 'q', e->mailbox, e->id);
         rocksdb_writebatch_put(wb, k, kl, (const char *)v, vl);
         free(v);
@@ -546,6 +652,60 @@ out:
     return rc;
 }
 
+static int same_recipient(const pd_entry_t *e, const char *mailbox, const char *type,
+                          const char *token)
+{
+    return strcmp(e->mailbox, mailbox) == 0 && strcmp(e->type, type) == 0 &&
+           strcmp(e->token, token) == 0;
+}
+
+int pd_queue_cancel_recipient(pd_queue_t *q, const char *mailbox, const char *type,
+                              const char *token, uint32_t *dropped)
+{
+    int rc = -1;
+    char k[2 * PD_ID_MAX + 8], v[32];
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    *dropped = 0;
+    pthread_mutex_lock(&q->wlock);
+    pthread_mutex_lock(&q->lock);
+    /* Every stored entry that could be opened is in the heap or in flight, so the in-memory
+     * tokens are enough to find them (the stored ones are sealed). */
+    for (size_t i = 0; i < q->nheap; i++) {
+        pd_entry_t *e = q->heap[i];
+        if (!same_recipient(e, mailbox, type, token))
+            continue;
+        size_t kl = qkey(k, sizeof(k), 'q', e->mailbox, e->id);
+        rocksdb_writebatch_delete(wb, k, kl);
+        k[0] = 'd';
+        int vl = snprintf(v, sizeof(v), "%" PRId64, e->expires_ms);
+        rocksdb_writebatch_put(wb, k, kl, v, (size_t)vl);
+    }
+    if (rocksdb_writebatch_count(wb) > 0 && qwrite(q, q->wsync, wb, "cancel recipient") != 0)
+        goto out;
+    size_t w = 0;
+    for (size_t i = 0; i < q->nheap; i++) {
+        if (same_recipient(q->heap[i], mailbox, type, token)) {
+            pd_entry_free(q->heap[i]);
+            (*dropped)++;
+        } else {
+            q->heap[w++] = q->heap[i];
+        }
+    }
+    q->nheap = w;
+    for (size_t i = q->nheap / 2 + 1; i-- > 0;)
+        if (i < q->nheap)
+            heap_down(q, i);
+    for (size_t i = 0; i < q->nflight; i++)
+        if (same_recipient(q->flight[i], mailbox, type, token))
+            q->flight[i]->cancelled = 1;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&q->lock);
+    pthread_mutex_unlock(&q->wlock);
+    rocksdb_writebatch_destroy(wb);
+    return rc;
+}
+
 /* ---- take / finish ---- */
 
 int pd_queue_take(pd_queue_t *q, pd_entry_t **out)
@@ -593,8 +753,11 @@ void pd_queue_finish(pd_queue_t *q, pd_entry_t *e, int retry)
     size_t kl = qkey(k, sizeof(k), 'q', e->mailbox, e->id);
     if (retry && !e->cancelled) {
         uint8_t *pv;
-        size_t pl = pack_entry(e, &pv);
-        rocksdb_writebatch_put(wb, k, kl, (const char *)pv, pl);
+        size_t pl = pack_entry(q, e, &pv);
+        /* Not sealed (cannot happen short of a broken random source): the stored attempt
+         * count stays behind, nothing else. */
+        if (pl)
+            rocksdb_writebatch_put(wb, k, kl, (const char *)pv, pl);
         free(pv);
     } else {
         rocksdb_writebatch_delete(wb, k, kl);

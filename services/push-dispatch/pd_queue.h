@@ -1,7 +1,7 @@
 /* pd_queue: the durable notification queue (own RocksDB) and its in-memory schedule.
  *
  * Keys (one RocksDB, default column family):
- *   q/<mailbox>/<id>  QueuedNotification  waiting for delivery
+ *   q/<mailbox>/<id>  QueuedNotification  waiting for delivery (token sealed, see cm_seal)
  *   d/<mailbox>/<id>  expiry ms (text)     handled (delivered or dropped): dedups re-sent ids
  *   b/<mailbox>       "count expiry"       notifications accepted so far (the budget)
  *   c/<mailbox>       expiry ms            mailbox cancelled (deleted) until its expiry
@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cm_seal.h"
 #include "pd_provider.h"
 #include "tigress/push/v1/push_dispatch.pb-c.h"
 
@@ -30,8 +31,9 @@ typedef enum {
 } pd_enq_result_t;
 
 /* Opens (creating) the database in |dir| and loads the queued entries. |budget| is the number
- * of notifications accepted per mailbox. Returns 0 or -1 (logged). */
-int pd_queue_open(const char *dir, uint32_t budget, pd_queue_t **out);
+ * of notifications accepted per mailbox. Tokens are stored sealed under |ring| (not owned; must
+ * outlive the queue) and opened only in memory. Returns 0 or -1 (logged). */
+int pd_queue_open(const char *dir, uint32_t budget, const cm_seal_ring_t *ring, pd_queue_t **out);
 
 /* Closes; no taker may still be running. */
 void pd_queue_close(pd_queue_t *q);
@@ -47,6 +49,13 @@ int pd_queue_enqueue(pd_queue_t *q, Tigress__Push__V1__Notification *const *ns, 
  * queued entries were removed. Returns 0 or -1. */
 int pd_queue_cancel(pd_queue_t *q, const char *mailbox, int64_t expires_ms, int64_t now_ms,
                     uint32_t *dropped);
+
+/* Drops the queued entries of |mailbox| addressed to token |type| / |token| (a party left the
+ * mailbox): deletes them and records their ids as handled (synced); entries of that token
+ * being delivered right now are flagged so they are not retried. *dropped = how many queued
+ * entries were removed. Returns 0 or -1. */
+int pd_queue_cancel_recipient(pd_queue_t *q, const char *mailbox, const char *type,
+                              const char *token, uint32_t *dropped);
 
 /* Waits until an entry is due and hands it out (the caller owns it until pd_queue_finish).
  * Returns 0, or -1 once pd_queue_stop was called. */

@@ -22,6 +22,7 @@ typedef struct {
     char db[48];
     char url_file[600];
     char key_file[600];
+    char token_file[600];
 } pg_fx_t;
 
 static int setup(ms_tengine_t *fx)
@@ -43,7 +44,15 @@ static int setup(ms_tengine_t *fx)
     FILE *f = fopen(p->key_file, "w");
     if (!f)
         return -1;
-    fputs("test-claim-key-0123456789abcdef-0123456789abcdef\n", f);
+    /* key rings (common/cm_seal.h): one key each, the same for every replica */
+    fputs("1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", f);
+    if (fclose(f) != 0)
+        return -1;
+    snprintf(p->token_file, sizeof(p->token_file), "%s/token-keys", fx->dir);
+    f = fopen(p->token_file, "w");
+    if (!f)
+        return -1;
+    fputs("1 fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210\n", f);
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -108,14 +117,15 @@ out:
 static int server_args(ms_tengine_t *fx, const char **args, int max)
 {
     pg_fx_t *p = fx->priv;
-    if (max < 3)
+    if (max < 4)
         return 0;
     snprintf(fx->args[0], sizeof(fx->args[0]), "--engine=postgres");
     snprintf(fx->args[1], sizeof(fx->args[1]), "--database-url-file=%s", p->url_file);
     snprintf(fx->args[2], sizeof(fx->args[2]), "--claim-key-file=%s", p->key_file);
-    for (int i = 0; i < 3; i++)
+    snprintf(fx->args[3], sizeof(fx->args[3]), "--token-key-file=%s", p->token_file);
+    for (int i = 0; i < 4; i++)
         args[i] = fx->args[i];
-    return 3;
+    return 4;
 }
 
 const ms_tengine_ops_t ms_tengine_pg_ops = {

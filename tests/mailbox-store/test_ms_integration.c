@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "cm_rpc.h"
+#include "cm_seal.h"
 #include "cm_uuid.h"
 #include "ms_core.h"
 #include "ms_engine.h"
@@ -47,6 +48,7 @@ typedef struct {
     char data_arg[600];
     char push_arg[300];
     char extra_arg[300]; /* one more flag for the next start, or "" */
+    char token_arg[700]; /* --token-key-file=<dir>/token-keys (also read back by db_scan) */
     int mounted;         /* a tmpfs is mounted on |dir| (disk_full test) */
     th_proc_t proc;
     cm_rpc_channel_t *ch;
@@ -59,7 +61,14 @@ static void store_start(fx_t *fx)
     const char *extra[12] = {"--sweep-interval-ms=100", "--max-ttl=3600",
                              fx->push_arg[0] ? fx->push_arg : "--log-level=info",
                              fx->extra_arg[0] ? fx->extra_arg : "--log-level=info"};
-    ms_tengine_server_args(&fx->eng, extra + 4, 6);
+    int n = 4 + ms_tengine_server_args(&fx->eng, extra + 4, 6);
+    /* One token key ring for every start (and for db_scan's own core). */
+    char ring[600];
+    snprintf(ring, sizeof(ring), "%s/token-keys", fx->dir);
+    if (access(ring, F_OK) != 0)
+        assert_int_equal(cm_seal_ring_generate(ring, 1), CM_SEAL_OK);
+    snprintf(fx->token_arg, sizeof(fx->token_arg), "--token-key-file=%s", ring);
+    extra[n] = fx->token_arg;
     assert_int_equal(th_store_start(&fx->proc, fx->dir, 0, extra, START_MS), 0);
     fx->port = th_proc_port(&fx->proc, "grpc_port");
     fx->admin_port = th_proc_port(&fx->proc, "admin_port");
@@ -251,12 +260,18 @@ static void db_scan(fx_t *fx, const char *needle, scan_t *s)
     memset(s, 0, sizeof(*s));
     s->keys_mentioning = ms_tengine_count_mentions(&fx->eng, needle, strlen(needle));
     assert_true(s->keys_mentioning >= 0);
-    /* the outbox as a forwarder would claim it (tokens opened by a core) */
+    /* the outbox as a forwarder would claim it (tokens opened by a core with the store's
+     * token keys) */
     static const uint8_t key[32] = "any-key-any-key-any-key-any-key!";
+    char ring_path[600], err[256];
+    cm_seal_ring_t *ring = NULL;
+    snprintf(ring_path, sizeof(ring_path), "%s/token-keys", fx->dir);
+    assert_int_equal(cm_seal_ring_load(ring_path, &ring, err, sizeof(err)), CM_SEAL_OK);
     assert_int_equal(ms_tengine_open(&fx->eng), 0);
     ms_engine_t *e = fx->eng.engine;
     ms_core_t *core = NULL;
-    ms_core_opts_t co = {.engine = e, .claim_key = key, .claim_key_len = sizeof(key)};
+    ms_core_opts_t co = {
+        .engine = e, .claim_key = key, .claim_key_len = sizeof(key), .token_ring = ring};
     assert_int_equal(ms_core_new(&co, &core), MS_OK);
     ms_outbox_entry_t en[64];
     size_t n = 0;
@@ -275,6 +290,7 @@ static void db_scan(fx_t *fx, const char *needle, scan_t *s)
     assert_int_equal(e->ops->outbox_release(e, en, n), MS_OK);
     ms_outbox_entries_free(en, n);
     ms_core_del(core);
+    cm_seal_ring_free(ring);
     ms_tengine_close(&fx->eng);
 }
 
@@ -909,11 +925,14 @@ static void outbox_read_back_and_dump(void **state)
     int notify = 0, cancel = 0;
     while (fgets(line, sizeof(line), p)) {
         if (strstr(line, "\"kind\":\"outbox\"") && strstr(line, "\"type\":\"notify\"") &&
-            strstr(line, id) && strstr(line, "TOKEN-A"))
+            strstr(line, id) && strstr(line, "\"token_key\":1"))
             notify++;
         if (strstr(line, "\"type\":\"cancel\"") && strstr(line, gone))
             cancel++;
         assert_null(strstr(line, "secret-bytes"));
+        /* tokens are sealed: the dump names their key id, never their data */
+        assert_null(strstr(line, "TOKEN-A"));
+        assert_null(strstr(line, "TOKEN-B"));
     }
     assert_int_equal(pclose(p), 0);
     assert_int_equal(notify, 1);

@@ -52,14 +52,28 @@ static int setup(void **state)
     FILE *f = fopen(fx->key_file, "w");
     if (!f)
         return -1;
-    fputs("failover-test-claim-key-0123456789abcdef\n", f);
+    /* key rings (common/cm_seal.h): the claim key and the token key, one each */
+    fputs("1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
     fclose(f);
+    char token_file[600], tok[700];
+    snprintf(token_file, sizeof(token_file), "%s/token-keys", fx->dir);
+    f = fopen(token_file, "w");
+    if (!f)
+        return -1;
+    fputs("1 ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n", f);
+    fclose(f);
+    snprintf(tok, sizeof(tok), "--token-key-file=%s", token_file);
     char url[700], key[700];
     snprintf(url, sizeof(url), "--database-url-file=%s", fx->pg.url_path);
     snprintf(key, sizeof(key), "--claim-key-file=%s", fx->key_file);
-    const char *store_args[] = {
-        "--engine=postgres", url, key, "--sweep-interval-ms=100", "--db-statement-timeout-ms=2000",
-        "--log-level=warn",  NULL};
+    const char *store_args[] = {"--engine=postgres",
+                                url,
+                                key,
+                                tok,
+                                "--sweep-interval-ms=100",
+                                "--db-statement-timeout-ms=2000",
+                                "--log-level=warn",
+                                NULL};
     if (th_store_start(&fx->store, fx->dir, 0, store_args, START_MS) != 0)
         return -1;
     fx->store_admin = th_proc_port(&fx->store, "admin_port");

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 #include <rocksdb/c.h>
 
-#include "ms_claim.h"
+#include "cm_seal.h"
 #include "ms_core.h"
 #include "ms_engine.h"
 #include "ms_engine_rocks.h"
@@ -47,6 +47,15 @@ static void hook(void *arg)
     __atomic_add_fetch(&((fx_t *)arg)->hooks, 1, __ATOMIC_SEQ_CST);
 }
 
+/* One token key for the whole run, so a reopened core reads what an earlier one sealed. */
+static const cm_seal_ring_t *token_ring(void)
+{
+    static cm_seal_ring_t *ring;
+    if (!ring)
+        assert_int_equal(cm_seal_ring_from_key(1, KEY, &ring), CM_SEAL_OK);
+    return ring;
+}
+
 static void open_core(fx_t *fx)
 {
     assert_int_equal(ms_tengine_open(&fx->eng), 0);
@@ -54,6 +63,7 @@ static void open_core(fx_t *fx)
                         .max_ttl_s = 172800,
                         .claim_key = KEY,
                         .claim_key_len = sizeof(KEY),
+                        .token_ring = token_ring(),
                         .now_ms = fake_now,
                         .now_arg = fx,
                         .outbox_hook = hook,
@@ -416,9 +426,10 @@ static void update_notifies_other_party(void **state)
     assert_int_equal(box_claim(fx, &b), 1);
     assert_string_equal(b.n[0].token_data, "https://hook/a");
     box_release(fx, &b);
-    /* tokens are stored only through the seal hook: the plain text shows up in the record
-     * (sealing is the identity today) and the pending entry, nowhere else */
-    assert_true(db_mentions(fx, "https://hook/a") >= 1);
+    /* tokens are stored only through the seal hook, sealed: their text is nowhere in the
+     * storage (record, outbox entries) */
+    assert_int_equal(db_mentions(fx, "https://hook/a"), 0);
+    assert_int_equal(db_mentions(fx, "TOK-B"), 0);
 }
 
 static void delete_removes_everything(void **state)
@@ -733,35 +744,43 @@ static void rocks_reads_older_records(void **state)
 static void claim_hash_and_key(void **state)
 {
     fx_t *fx = *state;
-    uint8_t a[32], b[32], c[32];
-    assert_int_equal(ms_claim_hash(KEY, 32, "x", 1, a), 0);
-    assert_int_equal(ms_claim_hash(KEY, 32, "x", 1, b), 0);
-    assert_int_equal(ms_claim_hash(KEY, 32, "y", 1, c), 0);
-    assert_true(ms_claim_equal(a, b));
-    assert_false(ms_claim_equal(a, c));
-    assert_int_equal(ms_core_claim_hash(fx->core, "x", 1, c), MS_OK);
-    assert_memory_equal(a, c, 32);
-    uint8_t *k1 = NULL, *k2 = NULL;
-    size_t l1, l2;
+    uint8_t a[MS_HASH_LEN], b[MS_HASH_LEN], c[MS_HASH_LEN];
+    assert_int_equal(ms_core_claim_hash(fx->core, "x", 1, a), MS_OK);
+    assert_int_equal(ms_core_claim_hash(fx->core, "x", 1, b), MS_OK);
+    assert_int_equal(ms_core_claim_hash(fx->core, "y", 1, c), MS_OK);
+    assert_memory_equal(a, b, MS_HASH_LEN);
+    assert_memory_not_equal(a, c, MS_HASH_LEN);
+    assert_int_equal(a[0], 1); /* the key id: KEY is the ring's only key, id 1 */
+    assert_true(ms_core_claim_matches(fx->core, "x", 1, a));
+    assert_false(ms_core_claim_matches(fx->core, "y", 1, a));
+    /* Without a key file a ring is generated once in the data dir and then reused. */
+    cm_seal_ring_t *r1 = NULL, *r2 = NULL;
     int gen = 0;
     char err[256], dir[700];
     snprintf(dir, sizeof(dir), "%s/keydir/sub", fx->eng.dir);
-    assert_int_equal(ms_claim_key_load(NULL, dir, &k1, &l1, &gen, err, sizeof(err)), 0);
+    assert_int_equal(
+        cm_seal_ring_load_or_create(NULL, dir, "claim.key", &r1, &gen, err, sizeof(err)),
+        CM_SEAL_OK);
     assert_true(gen);
-    assert_int_equal(ms_claim_key_load("", dir, &k2, &l2, &gen, err, sizeof(err)), 0);
+    assert_int_equal(cm_seal_ring_load_or_create("", dir, "claim.key", &r2, &gen, err, sizeof(err)),
+                     CM_SEAL_OK);
     assert_false(gen);
-    assert_int_equal(l1, l2);
-    assert_memory_equal(k1, k2, l1);
-    free(k1);
-    free(k2);
+    assert_int_equal(cm_seal_hash(r1, "x", 1, a), CM_SEAL_OK);
+    assert_int_equal(cm_seal_hash_verify(r2, "x", 1, a), CM_SEAL_OK);
+    cm_seal_ring_free(r1);
+    cm_seal_ring_free(r2);
     char path[800];
     snprintf(path, sizeof(path), "%s/short.key", fx->eng.dir);
     FILE *f = fopen(path, "w");
     fputs("too-short", f);
     fclose(f);
-    assert_int_equal(ms_claim_key_load(path, dir, &k1, &l1, &gen, err, sizeof(err)), -1);
+    assert_int_equal(
+        cm_seal_ring_load_or_create(path, dir, "claim.key", &r1, &gen, err, sizeof(err)),
+        CM_SEAL_ERR_SYNTAX);
     snprintf(path, sizeof(path), "%s/missing.key", fx->eng.dir);
-    assert_int_equal(ms_claim_key_load(path, dir, &k1, &l1, &gen, err, sizeof(err)), -1);
+    assert_int_equal(
+        cm_seal_ring_load_or_create(path, dir, "claim.key", &r1, &gen, err, sizeof(err)),
+        CM_SEAL_ERR_FILE);
 }
 
 static void record_codecs(void **state)
