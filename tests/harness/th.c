@@ -222,8 +222,14 @@ int th_proc_start(th_proc_t *p, char *const argv[], int timeout_ms)
             return -1;
         }
         if (access(p->ready_path, R_OK) == 0) {
+            /* A writer that does not rename into place may not be done yet: wait for JSON. */
             p->ready_json = th_read_file(p->ready_path, NULL);
-            return p->ready_json ? 0 : -1;
+            cJSON *j = p->ready_json ? cJSON_Parse(p->ready_json) : NULL;
+            cJSON_Delete(j);
+            if (j)
+                return 0;
+            free(p->ready_json);
+            p->ready_json = NULL;
         }
         usleep(10000);
     }
