@@ -1,6 +1,7 @@
 #include "ms_engine_pg.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,12 +19,15 @@
 #define MIGRATE_TRIES 20
 #define MAX_PARAMS 4
 #define MAX_CONN_KEYS 12
+#define CLIENT_MARGIN_MS 1000 /* past the statement timeout, before cancelling */
+#define CANCEL_GRACE_MS 2000  /* after a cancel, before giving up on the connection */
 
 /* ---- the engine ---------------------------------------------------------------------------- */
 
 typedef struct {
     PGconn *conn; /* owned; NULL when not connected */
     int busy;     /* handed out by acquire */
+    int warned;   /* the server sent a WARNING since it was last cleared (notice receiver) */
 } slot_t;
 
 typedef struct {
@@ -55,6 +59,7 @@ typedef struct {
 struct ms_txn {
     pg_engine_t *e;
     PGconn *conn;
+    int *warned; /* the slot's flag: a WARNING arrived */
     const char *mailbox_id;
     int locked;      /* the mailbox row was selected FOR UPDATE */
     int row_in_db;   /* the row exists in the database (within this transaction) */
@@ -142,13 +147,61 @@ static ms_err_t classify(PGconn *c, const PGresult *r, const char *what)
     return MS_ERR_UNAVAILABLE;
 }
 
-/* Runs |sql| with |p| (may be NULL), binary results. MS_OK with *out (PQclear it; may be NULL
- * when not wanted), or the classified error. */
-static ms_err_t exec(PGconn *c, const char *sql, const params_t *p, PGresult **out,
+/* The next result of the query in flight on |c|, waiting at most until |deadline_ms|
+ * (monotonic). Past it the server is asked once to cancel the query (a COMMIT waiting for a
+ * synchronous standby is not bound by statement_timeout, only by a cancel) and gets
+ * CANCEL_GRACE_MS more. NULL at the end of the results, on a broken connection, or when even
+ * the cancel got no answer (*timed_out set; the connection is then still busy and is closed
+ * by release()). */
+static PGresult *wait_result(PGconn *c, int64_t deadline_ms, int *timed_out)
+{
+    int cancelled = 0;
+    while (PQisBusy(c)) {
+        int64_t now = mono_ms();
+        if (now >= deadline_ms) {
+            if (cancelled) {
+                *timed_out = 1;
+                return NULL;
+            }
+            PGcancel *k = PQgetCancel(c);
+            char ebuf[256];
+            if (k) {
+                PQcancel(k, ebuf, sizeof(ebuf));
+                PQfreeCancel(k);
+            }
+            cancelled = 1;
+            deadline_ms = now + CANCEL_GRACE_MS;
+            continue;
+        }
+        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+        int rc = poll(&pfd, 1, (int)(deadline_ms - now));
+        if ((rc < 0 && errno != EINTR) || (rc > 0 && !PQconsumeInput(c)))
+            break; /* broken: PQgetResult reports it */
+    }
+    return PQgetResult(c);
+}
+
+/* Runs |sql| with |p| (may be NULL), binary results, bounded by the statement timeout on the
+ * server and by that plus a margin here. MS_OK with *out (PQclear it; may be NULL when not
+ * wanted), or the classified error. */
+static ms_err_t exec(pg_engine_t *e, PGconn *c, const char *sql, const params_t *p, PGresult **out,
                      const char *what)
 {
-    PGresult *r = PQexecParams(c, sql, p ? p->n : 0, NULL, p ? p->vals : NULL, p ? p->lens : NULL,
-                               p ? p->fmts : NULL, 1);
+    int64_t deadline = mono_ms() + e->stmt_timeout_ms + CLIENT_MARGIN_MS;
+    int timed_out = 0;
+    if (!PQsendQueryParams(c, sql, p ? p->n : 0, NULL, p ? p->vals : NULL, p ? p->lens : NULL,
+                           p ? p->fmts : NULL, 1))
+        return classify(c, NULL, what);
+    PGresult *r = wait_result(c, deadline, &timed_out);
+    /* One statement: one result, then the end (NULL). */
+    for (PGresult *more; !timed_out && (more = wait_result(c, deadline, &timed_out));)
+        PQclear(more);
+    if (timed_out) {
+        PQclear(r);
+        CM_WARN(NULL, "postgres: %s: no answer within %lld ms", what,
+                (long long)(e->stmt_timeout_ms + CLIENT_MARGIN_MS + CANCEL_GRACE_MS));
+        return MS_ERR_UNAVAILABLE;
+    }
     ExecStatusType s = PQresultStatus(r);
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
         ms_err_t err = classify(c, r, what);
@@ -162,10 +215,10 @@ static ms_err_t exec(PGconn *c, const char *sql, const params_t *p, PGresult **o
     return MS_OK;
 }
 
-/* Text-protocol statement without parameters (BEGIN, COMMIT, DDL). */
-static ms_err_t exec_simple(PGconn *c, const char *sql, const char *what)
+/* Statement without parameters (BEGIN, COMMIT, DDL). */
+static ms_err_t exec_simple(pg_engine_t *e, PGconn *c, const char *sql, const char *what)
 {
-    return exec(c, sql, NULL, NULL, what);
+    return exec(e, c, sql, NULL, NULL, what);
 }
 
 static int64_t get_int8(const PGresult *r, int row, int col)
@@ -199,6 +252,15 @@ static uint8_t *dup_col(const PGresult *r, int row, int col, size_t *len)
     return b;
 }
 
+/* Ends an open transaction after a failure. A connection still busy with a statement that got
+ * no answer is left alone: release() closes it. */
+static void rollback(pg_engine_t *e, PGconn *c)
+{
+    PGTransactionStatusType ts = PQtransactionStatus(c);
+    if (PQstatus(c) == CONNECTION_OK && (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR))
+        exec_simple(e, c, "ROLLBACK", "rollback");
+}
+
 /* ---- schema -------------------------------------------------------------------------------- */
 
 /* Migration |i| brings the schema to version i + 1. Append only. */
@@ -229,19 +291,19 @@ _Static_assert(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) == MS_PG_SCHEMA_VERSIO
 
 /* One attempt: the whole migration in one transaction. MS_ERR_RETRY when another replica was
  * migrating at the same moment. */
-static ms_err_t migrate_once(PGconn *c, int *found)
+static ms_err_t migrate_once(pg_engine_t *e, PGconn *c, int *found)
 {
     PGresult *r = NULL;
-    ms_err_t err = exec_simple(c, "BEGIN", "migrate");
+    ms_err_t err = exec_simple(e, c, "BEGIN", "migrate");
     if (err != MS_OK)
         return err;
-    err = exec_simple(c,
+    err = exec_simple(e, c,
                       "CREATE TABLE IF NOT EXISTS ms_schema_version ("
                       " version integer PRIMARY KEY, applied_at_ms bigint NOT NULL)",
                       "migrate");
     if (err == MS_OK)
-        err =
-            exec(c, "SELECT coalesce(max(version), 0) FROM ms_schema_version", NULL, &r, "migrate");
+        err = exec(e, c, "SELECT coalesce(max(version), 0) FROM ms_schema_version", NULL, &r,
+                   "migrate");
     if (err != MS_OK)
         goto fail;
     *found = get_int4(r, 0, 0);
@@ -253,24 +315,23 @@ static ms_err_t migrate_once(PGconn *c, int *found)
     }
     for (int v = *found; v < MS_PG_SCHEMA_VERSION && err == MS_OK; v++) {
         for (int i = 0; MIGRATIONS[v][i] && err == MS_OK; i++)
-            err = exec_simple(c, MIGRATIONS[v][i], "migrate");
+            err = exec_simple(e, c, MIGRATIONS[v][i], "migrate");
         params_t p = {.n = 0};
         p_int(&p, v + 1);
         p_int(&p, realtime_ms());
         if (err == MS_OK)
-            err = exec(c,
+            err = exec(e, c,
                        "INSERT INTO ms_schema_version (version, applied_at_ms) VALUES ($1, $2) "
                        "ON CONFLICT DO NOTHING",
                        &p, NULL, "migrate");
     }
     if (err == MS_OK)
-        err = exec_simple(c, "COMMIT", "migrate");
+        err = exec_simple(e, c, "COMMIT", "migrate");
     if (err == MS_OK)
         return MS_OK;
 fail:
     PQclear(r);
-    if (PQstatus(c) == CONNECTION_OK)
-        PQclear(PQexec(c, "ROLLBACK"));
+    rollback(e, c);
     return err;
 }
 
@@ -284,7 +345,7 @@ static ms_err_t ensure_schema(pg_engine_t *e, PGconn *c)
     ms_err_t err = MS_OK;
     int found = 0;
     for (int attempt = 0; !atomic_load(&e->schema_ready) && attempt < MIGRATE_TRIES; attempt++) {
-        err = migrate_once(c, &found);
+        err = migrate_once(e, c, &found);
         if (err == MS_OK) {
             if (found < MS_PG_SCHEMA_VERSION)
                 CM_INFO(NULL, "postgres: schema migrated from version %d to %d", found,
@@ -307,10 +368,19 @@ static ms_err_t ensure_schema(pg_engine_t *e, PGconn *c)
 
 /* ---- connections ----------------------------------------------------------------------------- */
 
-static PGconn *connect_db(pg_engine_t *e)
+/* Notices and warnings never go to stderr; a WARNING sets the flag at |arg| (may be NULL). */
+static void on_notice(void *arg, const PGresult *r)
+{
+    const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (arg && sev && strcmp(sev, "WARNING") == 0)
+        *(int *)arg = 1;
+}
+
+static PGconn *connect_db(pg_engine_t *e, int *warned)
 {
     PGconn *c = PQconnectdbParams(e->keys, e->vals, 1);
     if (c && PQstatus(c) == CONNECTION_OK) {
+        PQsetNoticeReceiver(c, on_notice, warned);
         if (atomic_exchange(&e->down, 0))
             CM_INFO(NULL, "postgres: connected again");
         return c;
@@ -365,7 +435,7 @@ static ms_err_t acquire(pg_engine_t *e, slot_t **out, int *reused)
     pthread_mutex_unlock(&e->mu);
     *reused = s->conn != NULL;
     if (!s->conn && may_connect)
-        s->conn = connect_db(e);
+        s->conn = connect_db(e, &s->warned);
     ms_err_t err = MS_ERR_UNAVAILABLE;
     if (s->conn) {
         err = ensure_schema(e, s->conn);
@@ -431,8 +501,9 @@ static ms_err_t lock_record(ms_txn_t *t)
     params_t p = {.n = 0};
     p_text(&p, t->mailbox_id);
     PGresult *r = NULL;
-    ms_err_t err = exec(t->conn, "SELECT record FROM ms_mailbox WHERE mailbox_id = $1 FOR UPDATE",
-                        &p, &r, "lock mailbox");
+    ms_err_t err =
+        exec(t->e, t->conn, "SELECT record FROM ms_mailbox WHERE mailbox_id = $1 FOR UPDATE", &p,
+             &r, "lock mailbox");
     if (err != MS_OK)
         return txn_fail(t, err);
     t->locked = 1;
@@ -470,8 +541,9 @@ static ms_err_t txn_get_idem(ms_txn_t *t, const uint8_t *hash, size_t hash_len, 
     p_text(&p, t->mailbox_id);
     p_bytes(&p, hash, hash_len);
     PGresult *r = NULL;
-    err = exec(t->conn, "SELECT record FROM ms_idem WHERE mailbox_id = $1 AND claim_hash = $2", &p,
-               &r, "read idempotency record");
+    err =
+        exec(t->e, t->conn, "SELECT record FROM ms_idem WHERE mailbox_id = $1 AND claim_hash = $2",
+             &p, &r, "read idempotency record");
     if (err != MS_OK)
         return txn_fail(t, err);
     err = PQntuples(r) > 0 ? MS_OK : MS_ERR_NOT_FOUND;
@@ -492,7 +564,7 @@ static ms_err_t txn_put_record(ms_txn_t *t, int64_t expires_ms, const uint8_t *b
     p_bytes(&p, blob, len);
     /* A new id is a plain INSERT: a concurrent Create of the same id loses on the primary key
      * (unique violation -> re-run -> it then finds this record). */
-    err = exec(t->conn,
+    err = exec(t->e, t->conn,
                t->row_in_db
                    ? "UPDATE ms_mailbox SET expires_ms = $2, record = $3 WHERE mailbox_id = $1"
                    : "INSERT INTO ms_mailbox (mailbox_id, expires_ms, record) VALUES ($1, $2, $3)",
@@ -520,7 +592,7 @@ static ms_err_t txn_put_idem(ms_txn_t *t, const uint8_t *hash, size_t hash_len, 
     p_text(&p, t->mailbox_id);
     p_bytes(&p, hash, hash_len);
     p_bytes(&p, blob, len);
-    err = exec(t->conn,
+    err = exec(t->e, t->conn,
                "INSERT INTO ms_idem (mailbox_id, claim_hash, record) VALUES ($1, $2, $3) "
                "ON CONFLICT (mailbox_id, claim_hash) DO UPDATE SET record = EXCLUDED.record",
                &p, NULL, "write idempotency record");
@@ -537,11 +609,11 @@ static ms_err_t txn_delete_mailbox(ms_txn_t *t)
         return err;
     params_t p = {.n = 0};
     p_text(&p, t->mailbox_id);
-    err = exec(t->conn, "DELETE FROM ms_idem WHERE mailbox_id = $1", &p, NULL,
+    err = exec(t->e, t->conn, "DELETE FROM ms_idem WHERE mailbox_id = $1", &p, NULL,
                "delete idempotency records");
     if (err == MS_OK)
-        err = exec(t->conn, "DELETE FROM ms_outbox WHERE mailbox_id = $1 AND kind = 'N'", &p, NULL,
-                   "delete outbox entries");
+        err = exec(t->e, t->conn, "DELETE FROM ms_outbox WHERE mailbox_id = $1 AND kind = 'N'", &p,
+                   NULL, "delete outbox entries");
     if (err != MS_OK)
         return txn_fail(t, err);
     /* The row itself goes at commit unless a put_record follows (then it is updated in place,
@@ -565,8 +637,8 @@ static ms_err_t txn_add_outbox(ms_txn_t *t, ms_outbox_kind_t kind, const uint8_t
     p_text(&p, t->mailbox_id);
     p_text(&p, k);
     p_bytes(&p, blob, len);
-    err = exec(t->conn, "INSERT INTO ms_outbox (mailbox_id, kind, entry) VALUES ($1, $2, $3)", &p,
-               NULL, "write outbox entry");
+    err = exec(t->e, t->conn, "INSERT INTO ms_outbox (mailbox_id, kind, entry) VALUES ($1, $2, $3)",
+               &p, NULL, "write outbox entry");
     if (err != MS_OK)
         return txn_fail(t, err);
     t->wrote = 1;
@@ -579,22 +651,34 @@ static ms_err_t txn_commit(ms_txn_t *t)
     if (t->delete_row) {
         params_t p = {.n = 0};
         p_text(&p, t->mailbox_id);
-        err = exec(t->conn, "DELETE FROM ms_mailbox WHERE mailbox_id = $1", &p, NULL,
+        err = exec(t->e, t->conn, "DELETE FROM ms_mailbox WHERE mailbox_id = $1", &p, NULL,
                    "delete mailbox");
     }
     if (err != MS_OK)
         return err;
     if (!t->wrote)
-        return exec_simple(t->conn, "ROLLBACK", "end read-only transaction");
-    PGresult *r = PQexec(t->conn, "COMMIT");
+        return exec_simple(t->e, t->conn, "ROLLBACK", "end read-only transaction");
+    *t->warned = 0;
+    PGresult *r = NULL;
+    err = exec(t->e, t->conn, "COMMIT", NULL, &r, "commit");
+    if (err != MS_OK)
+        return err;
     /* A COMMIT of a transaction the server already aborted answers "ROLLBACK". */
-    if (PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0) {
-        PQclear(r);
-        return MS_OK;
-    }
-    err = PQresultStatus(r) == PGRES_COMMAND_OK ? MS_ERR_RETRY : classify(t->conn, r, "commit");
+    int committed = strcmp(PQcmdStatus(r), "COMMIT") == 0;
     PQclear(r);
-    return err;
+    if (!committed)
+        return MS_ERR_RETRY;
+    /* A cancelled wait for the synchronous standby (exec cancels a COMMIT that outlives the
+     * statement timeout, e.g. while the standby is unreachable) still answers COMMIT, with a
+     * WARNING that the transaction committed locally only. Acknowledging it would promise what
+     * a failover could lose: UNAVAILABLE instead (the write may exist; a retry with the same
+     * correlation id gets the stored answer). */
+    if (*t->warned) {
+        CM_WARN(NULL, "postgres: commit not confirmed (server warning, e.g. synchronous standby "
+                      "unreachable); answering UNAVAILABLE");
+        return MS_ERR_UNAVAILABLE;
+    }
+    return MS_OK;
 }
 
 /* One attempt of a run on |s|. *stale is set when BEGIN failed on a reused connection that
@@ -602,8 +686,8 @@ static ms_err_t txn_commit(ms_txn_t *t)
 static ms_err_t run_once(pg_engine_t *e, slot_t *s, int reused, const char *mailbox_id,
                          ms_txn_fn fn, void *arg, int *stale)
 {
-    ms_txn_t t = {.e = e, .conn = s->conn, .mailbox_id = mailbox_id};
-    ms_err_t err = exec_simple(s->conn, "BEGIN", "begin");
+    ms_txn_t t = {.e = e, .conn = s->conn, .warned = &s->warned, .mailbox_id = mailbox_id};
+    ms_err_t err = exec_simple(e, s->conn, "BEGIN", "begin");
     if (err != MS_OK) {
         *stale = reused && PQstatus(s->conn) != CONNECTION_OK;
         return err;
@@ -613,9 +697,8 @@ static ms_err_t run_once(pg_engine_t *e, slot_t *s, int reused, const char *mail
         err = t.fail; /* the transaction is aborted whatever fn made of it */
     if (err == MS_OK)
         err = txn_commit(&t);
-    if (err != MS_OK && PQstatus(s->conn) == CONNECTION_OK &&
-        PQtransactionStatus(s->conn) != PQTRANS_IDLE)
-        PQclear(PQexec(s->conn, "ROLLBACK"));
+    if (err != MS_OK)
+        rollback(e, s->conn);
     free(t.record);
     return err;
 }
@@ -647,22 +730,28 @@ static ms_err_t pg_run(ms_engine_t *base, const char *mailbox_id, ms_txn_fn fn, 
 
 /* ---- outside a run --------------------------------------------------------------------------- */
 
-/* Runs one autocommit statement on a pooled connection, re-trying once on a connection that
- * died while idle. */
+/* Runs one autocommit statement on a pooled connection, again on a new connection when the
+ * pooled one had died while idle, and again after a conflict (40001, 40P01, 23505). Every
+ * caller's statement may run twice (reads, ack, release; a claim whose answer was lost leaves
+ * its entries leased until the lease ends). */
 static ms_err_t exec_pooled(pg_engine_t *e, const char *sql, const params_t *p, PGresult **out,
                             const char *what)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
+    int stale_retried = 0;
+    for (int attempt = 0; attempt < MS_ENGINE_RUN_MAX_TRIES; attempt++) {
         slot_t *s;
         int reused = 0;
         ms_err_t err = acquire(e, &s, &reused);
         if (err != MS_OK)
             return err;
-        err = exec(s->conn, sql, p, out, what);
+        err = exec(e, s->conn, sql, p, out, what);
         int stale = err != MS_OK && reused && PQstatus(s->conn) != CONNECTION_OK;
         release(e, s);
-        if (!stale)
+        if (stale && !stale_retried++)
+            continue;
+        if (err != MS_ERR_RETRY)
             return err;
+        usleep((useconds_t)(1000 + rand() % (2000 * (attempt + 1))));
     }
     return MS_ERR_UNAVAILABLE;
 }
@@ -687,7 +776,7 @@ static ms_err_t pg_read_record(ms_engine_t *base, const char *mailbox_id, uint8_
 
 /* Deletes mailbox |id| if it is still expired at |now_ms| and nobody holds its row. 1 deleted,
  * 0 left alone, or an error (the transaction is rolled back). */
-static int sweep_one(PGconn *c, const char *id, int64_t now_ms, ms_err_t *err)
+static int sweep_one(pg_engine_t *e, PGconn *c, const char *id, int64_t now_ms, ms_err_t *err)
 {
     params_t p = {.n = 0};
     p_text(&p, id);
@@ -695,26 +784,26 @@ static int sweep_one(PGconn *c, const char *id, int64_t now_ms, ms_err_t *err)
     params_t pid = {.n = 0};
     p_text(&pid, id);
     PGresult *r = NULL;
-    *err = exec_simple(c, "BEGIN", "sweep");
+    *err = exec_simple(e, c, "BEGIN", "sweep");
     if (*err == MS_OK)
-        *err = exec(c,
+        *err = exec(e, c,
                     "SELECT expires_ms FROM ms_mailbox WHERE mailbox_id = $1 AND expires_ms <= $2 "
                     "FOR UPDATE SKIP LOCKED",
                     &p, &r, "sweep");
     int found = *err == MS_OK && PQntuples(r) > 0;
     PQclear(r);
     if (found) {
-        *err = exec(c, "DELETE FROM ms_idem WHERE mailbox_id = $1", &pid, NULL, "sweep");
+        *err = exec(e, c, "DELETE FROM ms_idem WHERE mailbox_id = $1", &pid, NULL, "sweep");
         if (*err == MS_OK)
-            *err = exec(c, "DELETE FROM ms_outbox WHERE mailbox_id = $1 AND kind = 'N'", &pid, NULL,
-                        "sweep");
+            *err = exec(e, c, "DELETE FROM ms_outbox WHERE mailbox_id = $1 AND kind = 'N'", &pid,
+                        NULL, "sweep");
         if (*err == MS_OK)
-            *err = exec(c, "DELETE FROM ms_mailbox WHERE mailbox_id = $1", &pid, NULL, "sweep");
+            *err = exec(e, c, "DELETE FROM ms_mailbox WHERE mailbox_id = $1", &pid, NULL, "sweep");
     }
     if (*err == MS_OK)
-        *err = exec_simple(c, found ? "COMMIT" : "ROLLBACK", "sweep");
-    if (*err != MS_OK && PQstatus(c) == CONNECTION_OK)
-        PQclear(PQexec(c, "ROLLBACK"));
+        *err = exec_simple(e, c, found ? "COMMIT" : "ROLLBACK", "sweep");
+    if (*err != MS_OK)
+        rollback(e, c);
     return *err == MS_OK && found;
 }
 
@@ -733,7 +822,7 @@ static ms_err_t pg_sweep(ms_engine_t *base, int64_t now_ms, size_t batch, size_t
     p_int(&p, now_ms);
     p_int(&p, (int64_t)batch);
     PGresult *r = NULL;
-    err = exec(s->conn,
+    err = exec(e, s->conn,
                "SELECT mailbox_id FROM ms_mailbox WHERE expires_ms <= $1 "
                "ORDER BY expires_ms LIMIT $2",
                &p, &r, "sweep scan");
@@ -741,7 +830,7 @@ static ms_err_t pg_sweep(ms_engine_t *base, int64_t now_ms, size_t batch, size_t
     for (int i = 0; i < n && err == MS_OK; i++) {
         char id[MS_ID_LEN + 1];
         snprintf(id, sizeof(id), "%.*s", PQgetlength(r, i, 0), PQgetvalue(r, i, 0));
-        *deleted += (size_t)sweep_one(s->conn, id, now_ms, &err);
+        *deleted += (size_t)sweep_one(e, s->conn, id, now_ms, &err);
         if (err == MS_ERR_RETRY)
             err = MS_OK; /* someone else is on it: the next sweep sees */
     }
@@ -873,14 +962,15 @@ static int pg_healthy(ms_engine_t *base)
         int fresh = 0;
         if (!e->health || PQstatus(e->health) != CONNECTION_OK) {
             PQfinish(e->health);
-            e->health = connect_db(e);
+            e->health = connect_db(e, NULL);
             fresh = 1;
         }
         if (!e->health)
             return 0;
-        PGresult *r = PQexec(e->health, "SHOW transaction_read_only");
-        int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-                 strcmp(PQgetvalue(r, 0, 0), "off") == 0;
+        PGresult *r = NULL;
+        int ok =
+            exec(e, e->health, "SHOW transaction_read_only", NULL, &r, "health check") == MS_OK &&
+            PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "off") == 0;
         PQclear(r);
         if (ok && ensure_schema(e, e->health) == MS_OK) {
             backoff_reset(e);

@@ -631,6 +631,12 @@ void th_pg_kill_primary(th_pg_t *pg)
     node_kill(&pg->primary);
 }
 
+void th_pg_kill_node(th_pg_t *pg, th_pg_node_t *node)
+{
+    (void)pg;
+    node_kill(node);
+}
+
 int th_pg_promote(th_pg_t *pg)
 {
     char v[16];

@@ -73,6 +73,9 @@ long long th_pg_query_int(const th_pg_t *pg, int port, const char *db, const cha
  * machine crash), reaped. */
 void th_pg_kill_primary(th_pg_t *pg);
 
+/* kill -9 of every server process of |node| (the primary or the standby), reaped. */
+void th_pg_kill_node(th_pg_t *pg, th_pg_node_t *node);
+
 /* Promotes the standby (pg_promote, waiting until it accepts writes). 0 or -1. */
 int th_pg_promote(th_pg_t *pg);
 

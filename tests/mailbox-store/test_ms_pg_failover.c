@@ -6,7 +6,9 @@
  * - every answer is 200 or 503: never another status, never a transport error;
  * - requests in the gap get 503 and the store reports NOT_SERVING (/readyz) meanwhile;
  * - every create that got 200 is readable afterwards (the synchronous standby had it);
- * - the store serves again by itself, without a restart, once the standby is promoted. */
+ * - the store serves again by itself, without a restart, once the standby is promoted.
+ * And with the standby gone (primary alive), a write the primary committed only locally is not
+ * acknowledged: the engine answers UNAVAILABLE, not OK. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "cm_uuid.h"
+#include "ms_engine.h"
 #include "th.h"
 #include "th_http.h"
 #include "th_pg.h"
@@ -274,11 +277,61 @@ static void failover_under_load(void **state)
     curl_easy_cleanup(c);
 }
 
+/* ---- the standby unreachable ---- */
+
+static ms_err_t put_body(ms_txn_t *t, void *arg)
+{
+    ms_engine_t *e = arg;
+    uint8_t *b = NULL;
+    size_t n = 0;
+    ms_err_t err = e->ops->get_record(t, &b, &n);
+    free(b);
+    if (err == MS_OK)
+        return MS_ERR_EXISTS;
+    if (err != MS_ERR_NOT_FOUND)
+        return err;
+    return e->ops->put_record(t, INT64_MAX, (const uint8_t *)"r", 1);
+}
+
+static void standby_lost_commit_not_acknowledged(void **state)
+{
+    th_pg_t pg;
+    (void)state;
+    assert_int_equal(th_pg_start(&pg, TH_PG_STANDBY), 0);
+    ms_pg_opts_t o = {
+        .database_url_file = pg.url_path, .pool_size = 2, .statement_timeout_ms = 500};
+    ms_engine_t *e = NULL;
+    char err[256];
+    assert_int_equal(ms_engine_pg_open(&o, &e, err, sizeof(err)), MS_OK);
+    char id[37];
+    cm_uuid_v4(id);
+    assert_int_equal(e->ops->run(e, id, put_body, e), MS_OK);
+
+    th_pg_kill_node(&pg, &pg.standby);
+    cm_uuid_v4(id);
+    long long t0 = th_now_ms();
+    assert_int_equal(e->ops->run(e, id, put_body, e), MS_ERR_UNAVAILABLE);
+    assert_true(th_now_ms() - t0 < 5000);
+
+    /* The standby back: it catches up and commits are acknowledged again. */
+    assert_int_equal(th_pg_restart(&pg, &pg.standby), 0);
+    ms_err_t rc = MS_ERR_UNAVAILABLE;
+    long long end = th_now_ms() + 30000;
+    while (rc != MS_OK && th_now_ms() < end) {
+        cm_uuid_v4(id);
+        rc = e->ops->run(e, id, put_body, e);
+    }
+    assert_int_equal(rc, MS_OK);
+    ms_engine_close(e);
+    th_pg_stop(&pg);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(failover_under_load, setup, teardown),
+        cmocka_unit_test(standby_lost_commit_not_acknowledged),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
