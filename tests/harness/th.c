@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -194,10 +195,15 @@ int th_proc_start(th_proc_t *p, char *const argv[], int timeout_ms)
     args[n++] = ready_arg;
     args[n] = NULL;
 
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        /* Dies with the test, also when ctest kills the test on a timeout. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(125);
         int fd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd >= 0) {
             dup2(fd, 2);
@@ -216,8 +222,14 @@ int th_proc_start(th_proc_t *p, char *const argv[], int timeout_ms)
             return -1;
         }
         if (access(p->ready_path, R_OK) == 0) {
+            /* A writer that does not rename into place may not be done yet: wait for JSON. */
             p->ready_json = th_read_file(p->ready_path, NULL);
-            return p->ready_json ? 0 : -1;
+            cJSON *j = p->ready_json ? cJSON_Parse(p->ready_json) : NULL;
+            cJSON_Delete(j);
+            if (j)
+                return 0;
+            free(p->ready_json);
+            p->ready_json = NULL;
         }
         usleep(10000);
     }

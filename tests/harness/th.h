@@ -27,7 +27,9 @@ int th_tempdir(const char *prefix, char *buf, size_t cap);
 void th_rmtree(const char *path);
 
 /* Starts |argv| (NULL-terminated; argv[0] is the binary path) with "--ready-file=..." added and
- * waits up to |timeout_ms| for the ready file. Returns 0 or -1 (the process is then killed). */
+ * waits up to |timeout_ms| for the ready file. Returns 0 or -1 (the process is then killed).
+ * The process gets SIGKILL when the thread that started it exits (PR_SET_PDEATHSIG), so a test
+ * killed on a timeout leaves none behind: start processes from the test's main thread. */
 int th_proc_start(th_proc_t *p, char *const argv[], int timeout_ms);
 
 /* Integer field |key| of the ready JSON (e.g. "grpc_port"), or -1. */
