@@ -466,6 +466,7 @@ static int post_request_locked(cm_rpc_server_t *s, method_t *m)
     c->method = m;
     grpc_metadata_array_init(&c->md);
     grpc_call_error e;
+    CM_RPC__TAG_OUT(c);
     if (m) {
         c->kind = TAG_REGISTERED;
         e = grpc_server_request_registered_call(s->server, m->handle, &c->call, &c->deadline,
@@ -529,7 +530,9 @@ static void finish(cm_rpc_call_t *c, grpc_status_code code)
     c->ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     c->ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
     n++;
-    grpc_call_error e = grpc_call_start_batch(c->call, c->ops, n, c, NULL);
+    grpc_call *call = c->call; /* read before the hand-off: c is the other thread's after it */
+    CM_RPC__TAG_OUT(c);
+    grpc_call_error e = grpc_call_start_batch(call, c->ops, n, c, NULL);
     if (e != GRPC_CALL_OK) {
         CM_ERROR(c->request_id, "rpc: start_batch failed: %s", grpc_call_error_to_string(e));
         call_free(c);
@@ -587,6 +590,7 @@ static void *worker_main(void *arg)
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         cm_rpc_call_t *c = ev.tag;
+        CM_RPC__TAG_IN(c);
         switch (c->kind) {
         case TAG_REGISTERED:
         case TAG_GENERIC:

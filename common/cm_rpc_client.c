@@ -246,7 +246,9 @@ static int ccall_start(ccall_t *cc, cm_rpc_channel_t *ch, grpc_completion_queue 
     op->data.recv_status_on_client.status_details = &cc->details;
     op->data.recv_status_on_client.error_string = &cc->error_string;
     op++;
-    grpc_call_error e = grpc_call_start_batch(cc->call, cc->ops, (size_t)(op - cc->ops), cc, NULL);
+    grpc_call *call = cc->call; /* read before the hand-off: cc is the poller's after it */
+    CM_RPC__TAG_OUT(cc);
+    grpc_call_error e = grpc_call_start_batch(call, cc->ops, (size_t)(op - cc->ops), cc, NULL);
     if (e != GRPC_CALL_OK) {
         status_set(st, GRPC_STATUS_INTERNAL, grpc_call_error_to_string(e));
         return -1;
@@ -341,6 +343,7 @@ int cm_rpc_call(cm_rpc_channel_t *ch, const char *path, const ProtobufCMessage *
         do {
             ev = grpc_completion_queue_pluck(cq, &cc, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         } while (ev.type == GRPC_QUEUE_TIMEOUT);
+        CM_RPC__TAG_IN(&cc);
         r = ccall_result(&cc, ev.type == GRPC_OP_COMPLETE && ev.success, st);
     }
     ccall_release(&cc);
@@ -396,6 +399,7 @@ static void *poller_main(void *arg)
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         ccall_t *cc = ev.tag;
+        CM_RPC__TAG_IN(cc);
         pthread_mutex_lock(&a->mu);
         if (cc->prev)
             cc->prev->next = cc->next;

@@ -329,8 +329,13 @@ int main(int argc, char **argv)
 
     cm_rpc_server_opts_t so = {
         .listen = cfg.listen, .workers = (int)cfg.rpc_workers, .drain_timeout_ms = 2000};
-    if (cm_rpc_server_new(&so, &srv) != 0)
+    cm_rpc_server_t *s = NULL;
+    if (cm_rpc_server_new(&so, &s) != 0)
         goto out;
+    /* Published under health_mu: the sweeper's health reports already read srv. */
+    pthread_mutex_lock(&health_mu);
+    srv = s;
+    pthread_mutex_unlock(&health_mu);
     if (cm_rpc_server_add_method(
             srv, "/" SERVICE_NAME "/Enqueue", &tigress__push__v1__enqueue_request__descriptor,
             &tigress__push__v1__enqueue_response__descriptor, h_enqueue, NULL) != 0 ||
