@@ -1,3 +1,4 @@
+#include "cm_alloc.h"
 #include "cm_metrics.h"
 
 #include <math.h>
@@ -80,11 +81,11 @@ static family_t *family_get(const char *name, const char *help, kind_t kind)
         if (strcmp(f->name, name) == 0)
             return f->kind == kind ? f : NULL;
     }
-    family_t *f = calloc(1, sizeof(*f));
+    family_t *f = cm_xcalloc(1, sizeof(*f));
     if (!f)
         return NULL;
-    f->name = strdup(name);
-    f->help = strdup(help ? help : "");
+    f->name = cm_xstrdup(name);
+    f->help = cm_xstrdup(help ? help : "");
     if (!f->name || !f->help)
         goto fail;
     f->kind = kind;
@@ -111,10 +112,10 @@ static series_t *series_find(family_t *f, const char *labels)
 
 static series_t *series_new(const char *labels)
 {
-    series_t *s = calloc(1, sizeof(*s));
+    series_t *s = cm_xcalloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    s->labels = strdup(labels);
+    s->labels = cm_xstrdup(labels);
     if (!s->labels) {
         free(s);
         return NULL;
@@ -215,8 +216,8 @@ cm_histogram_t *cm_metrics_histogram(const char *name, const char *help, const c
     s = series_new(labels);
     if (!s)
         goto out;
-    s->u.hist.bounds = malloc(nbounds * sizeof(double));
-    s->u.hist.counts = calloc(nbounds + 1, sizeof(*s->u.hist.counts));
+    s->u.hist.bounds = cm_xmalloc(nbounds * sizeof(double));
+    s->u.hist.counts = cm_xcalloc(nbounds + 1, sizeof(*s->u.hist.counts));
     if (!s->u.hist.bounds || !s->u.hist.counts) {
         free(s->u.hist.bounds);
         free(s->u.hist.counts);
@@ -279,7 +280,7 @@ __attribute__((format(printf, 2, 3))) static void out_printf(out_t *o, const cha
         size_t ncap = o->cap * 2;
         while (ncap - o->len <= (size_t)n)
             ncap *= 2;
-        char *nb = realloc(o->buf, ncap);
+        char *nb = cm_xrealloc(o->buf, ncap);
         if (!nb) {
             o->failed = 1;
             return;
@@ -384,7 +385,7 @@ static void render_family(out_t *o, const family_t *f)
 char *cm_metrics_render(size_t *len)
 {
     out_t o = {.cap = 4096};
-    o.buf = malloc(o.cap);
+    o.buf = cm_xmalloc(o.cap);
     if (!o.buf)
         return NULL;
     o.buf[0] = '\0';

@@ -1,6 +1,8 @@
 /* cm_rpc: process helpers, the shared protobuf-c <-> byte buffer codec and the server.
  * The client half lives in cm_rpc_client.c. Pitfall numbers (P1..P13) refer to
  * ../shared/notes/grpc-core-c.md. */
+#include "cm_alloc.h"
+#include "cm_time.h"
 #include "cm_rpc.h"
 #include "cm_rpc_internal.h"
 
@@ -218,11 +220,7 @@ static void *arena_alloc(arena_block_t **head, size_t n)
     arena_block_t *b = *head;
     if (!b || b->cap - b->used < n) {
         size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        b = malloc(sizeof(*b) + cap);
-        if (!b) {
-            CM_ERROR(NULL, "rpc: out of memory (%zu bytes)", n);
-            abort();
-        }
+        b = cm_xmalloc(sizeof(*b) + cap);
         b->cap = cap;
         b->used = 0;
         if (*head && n > ARENA_BLOCK) {
@@ -357,13 +355,8 @@ void cm_rpc_server_set_health(cm_rpc_server_t *s, const char *service, int servi
             return;
         }
     }
-    health_entry_t *n = realloc(s->health, (s->nhealth + 1) * sizeof(*n));
-    char *name = strdup(service);
-    if (!n || !name) {
-        CM_ERROR(NULL, "rpc: out of memory setting health");
-        abort();
-    }
-    s->health = n;
+    s->health = cm_xreallocarray(s->health, s->nhealth + 1, sizeof(*s->health));
+    char *name = cm_xstrdup(service);
     s->health[s->nhealth].name = name;
     s->health[s->nhealth].serving = serving ? 1 : 0;
     s->nhealth++;
@@ -459,21 +452,22 @@ static int post_request_locked(cm_rpc_server_t *s, method_t *m)
 {
     if (!s->accepting)
         return -1;
-    cm_rpc_call_t *c = calloc(1, sizeof(*c));
+    cm_rpc_call_t *c = cm_xcalloc(1, sizeof(*c));
     if (!c)
         return -1;
     c->srv = s;
     c->method = m;
     grpc_metadata_array_init(&c->md);
     grpc_call_error e;
-    CM_RPC__TAG_OUT(c);
     if (m) {
         c->kind = TAG_REGISTERED;
+        CM_RPC__TAG_OUT(c); /* after the last write to c: another worker may get it next */
         e = grpc_server_request_registered_call(s->server, m->handle, &c->call, &c->deadline,
                                                 &c->md, &c->payload, s->cq, s->cq, c);
     } else {
         c->kind = TAG_GENERIC;
         grpc_call_details_init(&c->details);
+        CM_RPC__TAG_OUT(c);
         e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq, c);
     }
     if (e != GRPC_CALL_OK) {
@@ -628,17 +622,17 @@ int cm_rpc_server_new(const cm_rpc_server_opts_t *opts, cm_rpc_server_t **out)
     *out = NULL;
     if (!opts || !opts->listen || !*opts->listen)
         return -1;
-    cm_rpc_server_t *s = calloc(1, sizeof(*s));
+    cm_rpc_server_t *s = cm_xcalloc(1, sizeof(*s));
     if (!s)
         return -1;
-    s->listen = strdup(opts->listen);
+    s->listen = cm_xstrdup(opts->listen);
     s->workers = opts->workers > 0 ? opts->workers : 1;
     s->drain_timeout_ms = opts->drain_timeout_ms > 0 ? opts->drain_timeout_ms : 5000;
     cm_rpc__metrics_init(&s->unknown_mx, SERVER_REQUESTS, SERVER_REQUESTS_HELP, "unknown", NULL,
                          NULL);
     pthread_mutex_init(&s->post_mu, NULL);
     pthread_mutex_init(&s->stop_mu, NULL);
-    pthread_cond_init(&s->idle, NULL);
+    cm_cond_init(&s->idle);
     pthread_mutex_init(&s->health_mu, NULL);
     if (!s->listen)
         goto fail;
@@ -685,10 +679,10 @@ int cm_rpc_server_add_method(cm_rpc_server_t *s, const char *path,
     for (method_t *m = s->methods; m; m = m->next)
         if (strcmp(m->path, path) == 0)
             return -1;
-    method_t *m = calloc(1, sizeof(*m));
+    method_t *m = cm_xcalloc(1, sizeof(*m));
     if (!m)
         return -1;
-    m->path = strdup(path);
+    m->path = cm_xstrdup(path);
     if (!m->path) {
         free(m);
         return -1;
@@ -737,7 +731,7 @@ int cm_rpc_server_start(cm_rpc_server_t *s, int *port)
         post_request_locked(s, NULL);
     pthread_mutex_unlock(&s->post_mu);
 
-    s->threads = calloc((size_t)s->workers, sizeof(pthread_t));
+    s->threads = cm_xcalloc((size_t)s->workers, sizeof(pthread_t));
     if (!s->threads) {
         cm_rpc_server_stop(s);
         return -1;
@@ -805,10 +799,7 @@ static void server_stop_locked(cm_rpc_server_t *s)
      * must start the final batch before the CQ may shut down. */
     pthread_mutex_lock(&s->post_mu);
     while (s->busy > 0) {
-        struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_sec += 5;
-        if (pthread_cond_timedwait(&s->idle, &s->post_mu, &t) == ETIMEDOUT)
+        if (cm_cond_wait_ms(&s->idle, &s->post_mu, 5000) == ETIMEDOUT)
             CM_WARN(NULL, "rpc: stop waits for %d handler(s) still running", s->busy);
     }
     pthread_mutex_unlock(&s->post_mu);

@@ -1,5 +1,6 @@
 /* cm_rpc client: channels, blocking calls, asynchronous calls and the health check helper.
  * Pitfall numbers (P1..P13) refer to ../shared/notes/grpc-core-c.md. */
+#include "cm_alloc.h"
 #include "cm_rpc.h"
 #include "cm_rpc_internal.h"
 
@@ -29,10 +30,10 @@ int cm_rpc_channel_new(const char *target, const cm_rpc_channel_opts_t *opts,
     *out = NULL;
     if (!target || !*target)
         return -1;
-    cm_rpc_channel_t *ch = calloc(1, sizeof(*ch));
+    cm_rpc_channel_t *ch = cm_xcalloc(1, sizeof(*ch));
     if (!ch)
         return -1;
-    ch->target = strdup(target);
+    ch->target = cm_xstrdup(target);
     if (!ch->target)
         goto fail;
 
@@ -423,7 +424,7 @@ static void *poller_main(void *arg)
 int cm_rpc_async_new(cm_rpc_async_t **out)
 {
     *out = NULL;
-    cm_rpc_async_t *a = calloc(1, sizeof(*a));
+    cm_rpc_async_t *a = cm_xcalloc(1, sizeof(*a));
     if (!a)
         return -1;
     pthread_mutex_init(&a->mu, NULL);
@@ -470,7 +471,7 @@ int cm_rpc_call_async(cm_rpc_async_t *a, cm_rpc_channel_t *ch, const char *path,
 {
     if (!a || !done)
         return -1;
-    ccall_t *cc = calloc(1, sizeof(*cc));
+    ccall_t *cc = cm_xcalloc(1, sizeof(*cc));
     if (!cc)
         return -1;
     cc->async = a;

@@ -1,3 +1,4 @@
+#include "cm_alloc.h"
 #include "cm_shard.h"
 
 #include <stdlib.h>
@@ -61,13 +62,13 @@ int cm_shards_parse(const char *list, cm_shards_t **out)
     *out = NULL;
     if (!list)
         return -1;
-    cm_shards_t *s = calloc(1, sizeof(*s));
+    cm_shards_t *s = cm_xcalloc(1, sizeof(*s));
     if (!s)
         return -1;
     size_t cap = 1;
     for (const char *p = list; *p; p++)
         cap += *p == ',';
-    s->addrs = calloc(cap, sizeof(char *));
+    s->addrs = cm_xcalloc(cap, sizeof(char *));
     if (!s->addrs)
         goto fail;
     const char *p = list;

@@ -9,6 +9,8 @@
 
 #include <openssl/rand.h>
 
+#include "cm_alloc.h"
+#include "cm_time.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 
@@ -212,10 +214,8 @@ static void *sweeper(void *arg)
             last_sweep = now;
         }
         pthread_mutex_lock(&d->lock);
-        int64_t at = pd_now_ms() + 1000;
-        struct timespec ts = {.tv_sec = at / 1000, .tv_nsec = (long)(at % 1000) * 1000000L};
         if (!d->stop)
-            pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+            cm_cond_wait_ms(&d->cond, &d->lock, 1000);
     }
     pthread_mutex_unlock(&d->lock);
     return NULL;
@@ -224,9 +224,7 @@ static void *sweeper(void *arg)
 int pd_dispatch_start(const pd_dispatch_opts_t *o, pd_queue_t *q, pd_provider_t *const *providers,
                       size_t n, pd_dispatch_t **out)
 {
-    pd_dispatch_t *d = calloc(1, sizeof(*d));
-    if (!d)
-        abort();
+    pd_dispatch_t *d = cm_xcalloc(1, sizeof(*d));
     d->o = *o;
     if (d->o.workers < 1)
         d->o.workers = 1;
@@ -240,10 +238,8 @@ int pd_dispatch_start(const pd_dispatch_opts_t *o, pd_queue_t *q, pd_provider_t 
     d->providers = providers;
     d->nproviders = n;
     pthread_mutex_init(&d->lock, NULL);
-    pthread_cond_init(&d->cond, NULL);
-    d->threads = calloc((size_t)d->o.workers, sizeof(*d->threads));
-    if (!d->threads)
-        abort();
+    cm_cond_init(&d->cond);
+    d->threads = cm_xcalloc((size_t)d->o.workers, sizeof(*d->threads));
     for (int i = 0; i < d->o.workers; i++) {
         if (pthread_create(&d->threads[i], NULL, worker, d) != 0) {
             CM_ERROR(NULL, "cannot start delivery thread");
