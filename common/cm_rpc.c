@@ -1,6 +1,22 @@
 /* cm_rpc: process helpers, the shared protobuf-c <-> byte buffer codec and the server.
- * The client half lives in cm_rpc_client.c. Pitfall numbers (P1..P13) refer to
- * ../shared/notes/grpc-core-c.md. */
+ * The client half lives in cm_rpc_client.c.
+ *
+ * The rules of gRPC core's C API (1.51) this server follows, each checked against the library:
+ *  - A reply is one final batch: SEND_INITIAL_METADATA (mandatory even for an error-only reply:
+ *    without it core accepts the batch, sends nothing, and the client waits for its deadline),
+ *    SEND_MESSAGE on success, SEND_STATUS_FROM_SERVER and RECV_CLOSE_ON_SERVER. Its ops,
+ *    slices and buffers must live until the batch's tag completes.
+ *  - Calls to methods nobody registered wait in core until the client's deadline unless a
+ *    generic request is posted, so a few always are, and they answer UNIMPLEMENTED.
+ *  - With GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER the payload comes with the call: NULL when
+ *    the client sent no message, a zero-length buffer for an empty proto3 message.
+ *  - Received metadata belongs to the call: copy what is needed before the call is unref'd.
+ *  - Methods and completion queues are registered before grpc_server_start.
+ *  - Shutdown: grpc_server_shutdown_and_notify, wait for its tag (on timeout cancel all calls
+ *    and wait again), grpc_server_destroy, then shut every completion queue down and drain it.
+ *    Requests still posted come back with success=0: free them, never re-post.
+ *  - On 2 cores one completion queue shared by the workers beats one per worker (fewer
+ *    cross-thread wake-ups), and the number of requests kept posted costs nothing measurable. */
 #include "cm_alloc.h"
 #include "cm_time.h"
 #include "cm_rpc.h"
@@ -26,12 +42,12 @@
 #include <grpc/support/time.h>
 
 #define HEALTH_CHECK_PATH "/grpc.health.v1.Health/Check"
-/* Generic requests kept posted so that unknown methods are answered at once (P3). */
+/* Generic requests kept posted so that unknown methods are answered at once. */
 #define GENERIC_PREPOST 4
 /* Requests kept posted per method and worker. A call that arrives while no request is posted
  * waits inside core, and core cancels such calls at shutdown (the client sees CANCELLED), so
  * the depth is what lets a burst arriving just before a stop still be served by the drain.
- * Depth costs nothing measurable (P13). */
+ * Depth costs nothing measurable. */
 #define METHOD_PREPOST 8
 #define REQUEST_ID_MAX 128
 
@@ -271,16 +287,16 @@ struct cm_rpc_call {
 
     grpc_call *call; /* owned ref once matched */
     gpr_timespec deadline;
-    grpc_metadata_array md;    /* owned; its slices belong to the call (P6) */
+    grpc_metadata_array md;    /* owned; its slices belong to the call */
     grpc_call_details details; /* generic only */
-    grpc_byte_buffer *payload; /* owned; NULL when the client sent no message (P4) */
+    grpc_byte_buffer *payload; /* owned; NULL when the client sent no message */
 
     arena_block_t *arena; /* owned: response memory, freed after the final batch */
     char request_id[REQUEST_ID_MAX + 1];
     char *status_msg;   /* arena memory, or NULL */
     struct timespec t0; /* CLOCK_MONOTONIC when a worker took the call, for the metrics */
 
-    /* Final batch state; must live until TAG_FINISH completes (P2). */
+    /* Final batch state; must live until TAG_FINISH completes. */
     grpc_op ops[4];
     grpc_byte_buffer *resp_bb; /* owned */
     grpc_slice details_slice;
@@ -299,7 +315,7 @@ struct cm_rpc_server {
     int drain_timeout_ms;
 
     grpc_server *server;         /* owned */
-    grpc_completion_queue *cq;   /* owned; shared NEXT CQ of every worker (P13) */
+    grpc_completion_queue *cq;   /* owned; shared NEXT CQ of every worker */
     grpc_completion_queue *sdcq; /* owned; receives only the shutdown notification */
     pthread_t *threads;          /* owned; |workers| entries once started */
     int started, stopped;
@@ -497,7 +513,7 @@ static void copy_request_id(cm_rpc_call_t *c)
     }
 }
 
-/* Sends the one final batch (P1, P2). On failure to start, frees the call. */
+/* Sends the one final batch. On failure to start, frees the call. */
 static void finish(cm_rpc_call_t *c, grpc_status_code code)
 {
     cm_rpc__metrics_count(c->method ? &c->method->mx : &c->srv->unknown_mx, code,
@@ -505,7 +521,7 @@ static void finish(cm_rpc_call_t *c, grpc_status_code code)
     c->kind = TAG_FINISH;
     size_t n = 0;
     memset(c->ops, 0, sizeof(c->ops));
-    c->ops[n].op = GRPC_OP_SEND_INITIAL_METADATA; /* mandatory even for errors (P1) */
+    c->ops[n].op = GRPC_OP_SEND_INITIAL_METADATA; /* mandatory even for errors */
     c->ops[n].data.send_initial_metadata.count = 0;
     n++;
     if (code == GRPC_STATUS_OK && c->resp_bb) {
@@ -589,7 +605,7 @@ static void *worker_main(void *arg)
         case TAG_REGISTERED:
         case TAG_GENERIC:
             if (!ev.success) {
-                /* Failed by shutdown (P8): free and do not re-arm. */
+                /* Failed by shutdown: free and do not re-arm. */
                 call_free(c);
                 break;
             }
@@ -693,7 +709,7 @@ int cm_rpc_server_add_method(cm_rpc_server_t *s, const char *path,
                          SERVER_DURATION_HELP);
     m->fn = fn;
     m->user = user;
-    /* Must happen before grpc_server_start (P7); host NULL matches any authority. */
+    /* Must happen before grpc_server_start; host NULL matches any authority. */
     m->handle = grpc_server_register_method(s->server, m->path, NULL,
                                             GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (!m->handle) {
@@ -770,7 +786,7 @@ static void server_stop_locked(cm_rpc_server_t *s)
         s->health[i].serving = 0;
     pthread_mutex_unlock(&s->health_mu);
 
-    /* P8: shut down, wait for in-flight calls up to the bound, then cancel the rest. Workers
+    /* Shut down, wait for in-flight calls up to the bound, then cancel the rest. Workers
      * keep re-posting requests until |accepting| is cleared just after the shutdown call: core
      * fails those at once, whereas a call left without a request would be cancelled. */
     static int sd_tag;
@@ -785,7 +801,7 @@ static void server_stop_locked(cm_rpc_server_t *s)
         CM_WARN(NULL, "rpc: drain timeout (%d ms) passed; cancelling in-flight calls",
                 s->drain_timeout_ms);
         grpc_server_cancel_all_calls(s->server);
-        /* Core cannot be destroyed before the notification (P8), so wait for it, loudly. */
+        /* Core cannot be destroyed before the notification, so wait for it, loudly. */
         for (;;) {
             until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                  gpr_time_from_millis(5000, GPR_TIMESPAN));

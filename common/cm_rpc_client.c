@@ -1,5 +1,8 @@
 /* cm_rpc client: channels, blocking calls, asynchronous calls and the health check helper.
- * Pitfall numbers (P1..P13) refer to ../shared/notes/grpc-core-c.md. */
+ * gRPC core's completion-queue rules apply: a call's batches complete on the queue it was bound
+ * to; several threads may call next() on one queue, but next and pluck never mix on one queue,
+ * and at most 6 threads may pluck one queue at once; nothing is posted to a queue after
+ * grpc_completion_queue_shutdown. */
 #include "cm_alloc.h"
 #include "cm_rpc.h"
 #include "cm_rpc_internal.h"
@@ -333,7 +336,7 @@ int cm_rpc_call(cm_rpc_channel_t *ch, const char *path, const ProtobufCMessage *
     if (resp)
         *resp = NULL;
     /* A CQ per call: any number of threads may block here at once, with exactly one plucker
-     * per CQ (the 6-pluckers limit of P10 never applies). */
+     * per CQ (core's limit of 6 concurrent pluckers never applies). */
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     ccall_t cc;
     memset(&cc, 0, sizeof(cc));
@@ -384,7 +387,7 @@ struct cm_rpc_async {
     grpc_completion_queue *cq; /* owned NEXT CQ, polled only by |thread| */
     pthread_t thread;
     /* Guards |closing| and the in-flight list. Held across call start so that no batch can be
-     * started on |cq| after cm_rpc_async_del shut it down (P8). */
+     * started on |cq| after cm_rpc_async_del shut it down. */
     pthread_mutex_t mu;
     int closing;
     ccall_t *inflight; /* list of calls started and not yet completed; not owned here */

@@ -315,7 +315,7 @@ static grpc_status_code raw_call(int port, const char *path, const void *payload
 static void test_bad_payload(void **state)
 {
     fx_t *f = *state;
-    /* No message at all (P4). */
+    /* No message at all (core hands the handler a NULL payload). */
     assert_int_equal(raw_call(f->port, ECHO, NULL, 0), GRPC_STATUS_INVALID_ARGUMENT);
     /* Not a protobuf: field 1 (string) claims 100 bytes that are not there. */
     assert_int_equal(raw_call(f->port, ECHO, "\x0a\x64xx", 4), GRPC_STATUS_INVALID_ARGUMENT);
