@@ -131,8 +131,6 @@ int cm_admin_start(const char *listen, int (*ready)(void *arg), void *arg, cm_ad
         return -1;
     }
     cm_admin_t *a = cm_xcalloc(1, sizeof(*a));
-    if (!a)
-        return -1;
     a->wake[0] = a->wake[1] = -1;
     a->ready = ready;
     a->arg = arg;

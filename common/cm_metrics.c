@@ -82,22 +82,13 @@ static family_t *family_get(const char *name, const char *help, kind_t kind)
             return f->kind == kind ? f : NULL;
     }
     family_t *f = cm_xcalloc(1, sizeof(*f));
-    if (!f)
-        return NULL;
     f->name = cm_xstrdup(name);
     f->help = cm_xstrdup(help ? help : "");
-    if (!f->name || !f->help)
-        goto fail;
     f->kind = kind;
     f->tail = &f->series;
     *families_tail = f;
     families_tail = &f->next;
     return f;
-fail:
-    free(f->name);
-    free(f->help);
-    free(f);
-    return NULL;
 }
 
 /* Must hold reg_lock. */
@@ -113,13 +104,7 @@ static series_t *series_find(family_t *f, const char *labels)
 static series_t *series_new(const char *labels)
 {
     series_t *s = cm_xcalloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
     s->labels = cm_xstrdup(labels);
-    if (!s->labels) {
-        free(s);
-        return NULL;
-    }
     return s;
 }
 
@@ -218,14 +203,6 @@ cm_histogram_t *cm_metrics_histogram(const char *name, const char *help, const c
         goto out;
     s->u.hist.bounds = cm_xmalloc(nbounds * sizeof(double));
     s->u.hist.counts = cm_xcalloc(nbounds + 1, sizeof(*s->u.hist.counts));
-    if (!s->u.hist.bounds || !s->u.hist.counts) {
-        free(s->u.hist.bounds);
-        free(s->u.hist.counts);
-        free(s->labels);
-        free(s);
-        s = NULL;
-        goto out;
-    }
     memcpy(s->u.hist.bounds, bounds, nbounds * sizeof(double));
     s->u.hist.nbounds = nbounds;
     series_link(f, s);
@@ -280,12 +257,7 @@ __attribute__((format(printf, 2, 3))) static void out_printf(out_t *o, const cha
         size_t ncap = o->cap * 2;
         while (ncap - o->len <= (size_t)n)
             ncap *= 2;
-        char *nb = cm_xrealloc(o->buf, ncap);
-        if (!nb) {
-            o->failed = 1;
-            return;
-        }
-        o->buf = nb;
+        o->buf = cm_xrealloc(o->buf, ncap);
         o->cap = ncap;
     }
 }
@@ -386,8 +358,6 @@ char *cm_metrics_render(size_t *len)
 {
     out_t o = {.cap = 4096};
     o.buf = cm_xmalloc(o.cap);
-    if (!o.buf)
-        return NULL;
     o.buf[0] = '\0';
     pthread_mutex_lock(&reg_lock);
     for (const family_t *f = families; f; f = f->next)

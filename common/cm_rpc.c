@@ -469,8 +469,6 @@ static int post_request_locked(cm_rpc_server_t *s, method_t *m)
     if (!s->accepting)
         return -1;
     cm_rpc_call_t *c = cm_xcalloc(1, sizeof(*c));
-    if (!c)
-        return -1;
     c->srv = s;
     c->method = m;
     grpc_metadata_array_init(&c->md);
@@ -639,8 +637,6 @@ int cm_rpc_server_new(const cm_rpc_server_opts_t *opts, cm_rpc_server_t **out)
     if (!opts || !opts->listen || !*opts->listen)
         return -1;
     cm_rpc_server_t *s = cm_xcalloc(1, sizeof(*s));
-    if (!s)
-        return -1;
     s->listen = cm_xstrdup(opts->listen);
     s->workers = opts->workers > 0 ? opts->workers : 1;
     s->drain_timeout_ms = opts->drain_timeout_ms > 0 ? opts->drain_timeout_ms : 5000;
@@ -696,13 +692,7 @@ int cm_rpc_server_add_method(cm_rpc_server_t *s, const char *path,
         if (strcmp(m->path, path) == 0)
             return -1;
     method_t *m = cm_xcalloc(1, sizeof(*m));
-    if (!m)
-        return -1;
     m->path = cm_xstrdup(path);
-    if (!m->path) {
-        free(m);
-        return -1;
-    }
     m->req_desc = req_desc;
     m->resp_desc = resp_desc;
     cm_rpc__metrics_init(&m->mx, SERVER_REQUESTS, SERVER_REQUESTS_HELP, path, SERVER_DURATION,
@@ -748,10 +738,6 @@ int cm_rpc_server_start(cm_rpc_server_t *s, int *port)
     pthread_mutex_unlock(&s->post_mu);
 
     s->threads = cm_xcalloc((size_t)s->workers, sizeof(pthread_t));
-    if (!s->threads) {
-        cm_rpc_server_stop(s);
-        return -1;
-    }
     for (int i = 0; i < s->workers; i++) {
         if (pthread_create(&s->threads[i], NULL, worker_main, s) != 0) {
             CM_ERROR(NULL, "rpc: cannot start worker thread");

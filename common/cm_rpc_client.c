@@ -34,11 +34,7 @@ int cm_rpc_channel_new(const char *target, const cm_rpc_channel_opts_t *opts,
     if (!target || !*target)
         return -1;
     cm_rpc_channel_t *ch = cm_xcalloc(1, sizeof(*ch));
-    if (!ch)
-        return -1;
     ch->target = cm_xstrdup(target);
-    if (!ch->target)
-        goto fail;
 
     /* Reconnect fast when a backend comes back (restarts, rolling updates): the default backoff
      * grows to 120 s, during which every call fails with UNAVAILABLE. Keepalive pings notice a
@@ -428,8 +424,6 @@ int cm_rpc_async_new(cm_rpc_async_t **out)
 {
     *out = NULL;
     cm_rpc_async_t *a = cm_xcalloc(1, sizeof(*a));
-    if (!a)
-        return -1;
     pthread_mutex_init(&a->mu, NULL);
     a->cq = grpc_completion_queue_create_for_next(NULL);
     if (!a->cq)
@@ -475,8 +469,6 @@ int cm_rpc_call_async(cm_rpc_async_t *a, cm_rpc_channel_t *ch, const char *path,
     if (!a || !done)
         return -1;
     ccall_t *cc = cm_xcalloc(1, sizeof(*cc));
-    if (!cc)
-        return -1;
     cc->async = a;
     cc->done = done;
     cc->user = user;

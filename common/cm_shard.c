@@ -63,14 +63,10 @@ int cm_shards_parse(const char *list, cm_shards_t **out)
     if (!list)
         return -1;
     cm_shards_t *s = cm_xcalloc(1, sizeof(*s));
-    if (!s)
-        return -1;
     size_t cap = 1;
     for (const char *p = list; *p; p++)
         cap += *p == ',';
     s->addrs = cm_xcalloc(cap, sizeof(char *));
-    if (!s->addrs)
-        goto fail;
     const char *p = list;
     for (;;) {
         const char *comma = strchr(p, ',');

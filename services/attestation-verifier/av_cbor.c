@@ -155,8 +155,6 @@ int av_cbor_decode(const uint8_t *buf, size_t len, av_cbor_item_t **out, size_t 
     if (!buf || len == 0 || len > AV_CBOR_MAX_INPUT)
         return -1;
     av_cbor_item_t *root = cm_xcalloc(1, sizeof(*root));
-    if (!root)
-        return -1;
     rd_t r = {buf, buf + len};
     if (decode_item(&r, root, 1) != 0)
         goto fail;

@@ -34,8 +34,6 @@ static int format_index(const char *fmt)
 av_trust_t *av_trust_new(void)
 {
     av_trust_t *t = cm_xcalloc(1, sizeof(*t));
-    if (!t)
-        return NULL;
     for (int i = 0; i < AV_TRUST_NFORMATS; i++) {
         t->store[i] = X509_STORE_new();
         if (!t->store[i]) {

@@ -42,8 +42,7 @@ static int split_list(const char *s, list_t *l)
     memset(l, 0, sizeof(*l));
     if (!s || !*s)
         return 0;
-    if (!(l->buf = cm_xstrdup(s)))
-        return -1;
+    l->buf = cm_xstrdup(s);
     for (char *save = NULL, *tok = strtok_r(l->buf, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ')

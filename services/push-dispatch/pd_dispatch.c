@@ -99,20 +99,6 @@ static pd_provider_t *find_provider(pd_dispatch_t *d, const char *type)
     return NULL;
 }
 
-static const char *drop_reason(pd_result_kind_t k)
-{
-    switch (k) {
-    case PD_R_DEAD:
-        return "dead_token";
-    case PD_R_INVALID:
-        return "invalid_token";
-    case PD_R_FORBIDDEN:
-        return "forbidden_target";
-    default:
-        return "rejected";
-    }
-}
-
 static void deliver(pd_dispatch_t *d, pd_entry_t *e)
 {
     int64_t now = pd_now_ms();
@@ -173,9 +159,9 @@ static void deliver(pd_dispatch_t *d, pd_entry_t *e)
         return;
     }
     default:
-        pd_metric_dropped(e->type, drop_reason(r.kind));
+        pd_metric_dropped(e->type, pd_result_kind_name(r.kind));
         CM_INFO(NULL, "notification %s via %s dropped: %s (%d %s)", e->id, p->name,
-                drop_reason(r.kind), r.http_status, r.reason);
+                pd_result_kind_name(r.kind), r.http_status, r.reason);
         pd_queue_finish(d->q, e, 0);
         return;
     }

@@ -16,6 +16,8 @@
 
 #include <cJSON.h>
 
+#include "cm_alloc.h"
+
 long long th_now_ms(void)
 {
     struct timespec ts;
@@ -56,13 +58,13 @@ char *th_read_file(const char *path, size_t *len)
     if (!f)
         return NULL;
     size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
+    char *buf = cm_xmalloc(cap);
     size_t r;
     while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += r;
         if (cap - n < 2) {
             cap *= 2;
-            buf = realloc(buf, cap);
+            buf = cm_xrealloc(buf, cap);
         }
     }
     fclose(f);
@@ -132,13 +134,8 @@ static void dirs_add(const char *dir)
         ndirs = 0;
     }
     dirs_owner = getpid();
-    char **n = realloc(dirs, (ndirs + 1) * sizeof(*n));
-    if (n) {
-        dirs = n;
-        dirs[ndirs] = strdup(dir);
-        if (dirs[ndirs])
-            ndirs++;
-    }
+    dirs = cm_xreallocarray(dirs, ndirs + 1, sizeof(*dirs));
+    dirs[ndirs++] = cm_xstrdup(dir);
     pthread_mutex_unlock(&dirs_mu);
 }
 
