@@ -1,4 +1,3 @@
-#include "cm_alloc.h"
 #include "cm_metrics.h"
 
 #include <math.h>
@@ -81,14 +80,23 @@ static family_t *family_get(const char *name, const char *help, kind_t kind)
         if (strcmp(f->name, name) == 0)
             return f->kind == kind ? f : NULL;
     }
-    family_t *f = cm_xcalloc(1, sizeof(*f));
-    f->name = cm_xstrdup(name);
-    f->help = cm_xstrdup(help ? help : "");
+    family_t *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    f->name = strdup(name);
+    f->help = strdup(help ? help : "");
+    if (!f->name || !f->help)
+        goto fail;
     f->kind = kind;
     f->tail = &f->series;
     *families_tail = f;
     families_tail = &f->next;
     return f;
+fail:
+    free(f->name);
+    free(f->help);
+    free(f);
+    return NULL;
 }
 
 /* Must hold reg_lock. */
@@ -103,8 +111,14 @@ static series_t *series_find(family_t *f, const char *labels)
 
 static series_t *series_new(const char *labels)
 {
-    series_t *s = cm_xcalloc(1, sizeof(*s));
-    s->labels = cm_xstrdup(labels);
+    series_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->labels = strdup(labels);
+    if (!s->labels) {
+        free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -201,8 +215,16 @@ cm_histogram_t *cm_metrics_histogram(const char *name, const char *help, const c
     s = series_new(labels);
     if (!s)
         goto out;
-    s->u.hist.bounds = cm_xmalloc(nbounds * sizeof(double));
-    s->u.hist.counts = cm_xcalloc(nbounds + 1, sizeof(*s->u.hist.counts));
+    s->u.hist.bounds = malloc(nbounds * sizeof(double));
+    s->u.hist.counts = calloc(nbounds + 1, sizeof(*s->u.hist.counts));
+    if (!s->u.hist.bounds || !s->u.hist.counts) {
+        free(s->u.hist.bounds);
+        free(s->u.hist.counts);
+        free(s->labels);
+        free(s);
+        s = NULL;
+        goto out;
+    }
     memcpy(s->u.hist.bounds, bounds, nbounds * sizeof(double));
     s->u.hist.nbounds = nbounds;
     series_link(f, s);
@@ -257,7 +279,12 @@ __attribute__((format(printf, 2, 3))) static void out_printf(out_t *o, const cha
         size_t ncap = o->cap * 2;
         while (ncap - o->len <= (size_t)n)
             ncap *= 2;
-        o->buf = cm_xrealloc(o->buf, ncap);
+        char *nb = realloc(o->buf, ncap);
+        if (!nb) {
+            o->failed = 1;
+            return;
+        }
+        o->buf = nb;
         o->cap = ncap;
     }
 }
@@ -357,7 +384,9 @@ static void render_family(out_t *o, const family_t *f)
 char *cm_metrics_render(size_t *len)
 {
     out_t o = {.cap = 4096};
-    o.buf = cm_xmalloc(o.cap);
+    o.buf = malloc(o.cap);
+    if (!o.buf)
+        return NULL;
     o.buf[0] = '\0';
     pthread_mutex_lock(&reg_lock);
     for (const family_t *f = families; f; f = f->next)
