@@ -1,3 +1,4 @@
+#include "cm_alloc.h"
 #include "cm_admin.h"
 #include "cm_config.h"
 
@@ -129,9 +130,7 @@ int cm_admin_start(const char *listen, int (*ready)(void *arg), void *arg, cm_ad
         CM_ERROR(NULL, "admin: bad listen address '%s' (want host:port)", listen ? listen : "");
         return -1;
     }
-    cm_admin_t *a = calloc(1, sizeof(*a));
-    if (!a)
-        return -1;
+    cm_admin_t *a = cm_xcalloc(1, sizeof(*a));
     a->wake[0] = a->wake[1] = -1;
     a->ready = ready;
     a->arg = arg;

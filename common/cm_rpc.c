@@ -1,6 +1,24 @@
 /* cm_rpc: process helpers, the shared protobuf-c <-> byte buffer codec and the server.
- * The client half lives in cm_rpc_client.c. Pitfall numbers (P1..P13) refer to
- * ../shared/notes/grpc-core-c.md. */
+ * The client half lives in cm_rpc_client.c.
+ *
+ * The rules of gRPC core's C API (1.51) this server follows, each checked against the library:
+ *  - A reply is one final batch: SEND_INITIAL_METADATA (mandatory even for an error-only reply:
+ *    without it core accepts the batch, sends nothing, and the client waits for its deadline),
+ *    SEND_MESSAGE on success, SEND_STATUS_FROM_SERVER and RECV_CLOSE_ON_SERVER. Its ops,
+ *    slices and buffers must live until the batch's tag completes.
+ *  - Calls to methods nobody registered wait in core until the client's deadline unless a
+ *    generic request is posted, so a few always are, and they answer UNIMPLEMENTED.
+ *  - With GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER the payload comes with the call: NULL when
+ *    the client sent no message, a zero-length buffer for an empty proto3 message.
+ *  - Received metadata belongs to the call: copy what is needed before the call is unref'd.
+ *  - Methods and completion queues are registered before grpc_server_start.
+ *  - Shutdown: grpc_server_shutdown_and_notify, wait for its tag (on timeout cancel all calls
+ *    and wait again), grpc_server_destroy, then shut every completion queue down and drain it.
+ *    Requests still posted come back with success=0: free them, never re-post.
+ *  - On 2 cores one completion queue shared by the workers beats one per worker (fewer
+ *    cross-thread wake-ups), and the number of requests kept posted costs nothing measurable. */
+#include "cm_alloc.h"
+#include "cm_time.h"
 #include "cm_rpc.h"
 #include "cm_rpc_internal.h"
 
@@ -24,12 +42,12 @@
 #include <grpc/support/time.h>
 
 #define HEALTH_CHECK_PATH "/grpc.health.v1.Health/Check"
-/* Generic requests kept posted so that unknown methods are answered at once (P3). */
+/* Generic requests kept posted so that unknown methods are answered at once. */
 #define GENERIC_PREPOST 4
 /* Requests kept posted per method and worker. A call that arrives while no request is posted
  * waits inside core, and core cancels such calls at shutdown (the client sees CANCELLED), so
  * the depth is what lets a burst arriving just before a stop still be served by the drain.
- * Depth costs nothing measurable (P13). */
+ * Depth costs nothing measurable. */
 #define METHOD_PREPOST 8
 #define REQUEST_ID_MAX 128
 
@@ -218,11 +236,7 @@ static void *arena_alloc(arena_block_t **head, size_t n)
     arena_block_t *b = *head;
     if (!b || b->cap - b->used < n) {
         size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        b = malloc(sizeof(*b) + cap);
-        if (!b) {
-            CM_ERROR(NULL, "rpc: out of memory (%zu bytes)", n);
-            abort();
-        }
+        b = cm_xmalloc(sizeof(*b) + cap);
         b->cap = cap;
         b->used = 0;
         if (*head && n > ARENA_BLOCK) {
@@ -273,16 +287,16 @@ struct cm_rpc_call {
 
     grpc_call *call; /* owned ref once matched */
     gpr_timespec deadline;
-    grpc_metadata_array md;    /* owned; its slices belong to the call (P6) */
+    grpc_metadata_array md;    /* owned; its slices belong to the call */
     grpc_call_details details; /* generic only */
-    grpc_byte_buffer *payload; /* owned; NULL when the client sent no message (P4) */
+    grpc_byte_buffer *payload; /* owned; NULL when the client sent no message */
 
     arena_block_t *arena; /* owned: response memory, freed after the final batch */
     char request_id[REQUEST_ID_MAX + 1];
     char *status_msg;   /* arena memory, or NULL */
     struct timespec t0; /* CLOCK_MONOTONIC when a worker took the call, for the metrics */
 
-    /* Final batch state; must live until TAG_FINISH completes (P2). */
+    /* Final batch state; must live until TAG_FINISH completes. */
     grpc_op ops[4];
     grpc_byte_buffer *resp_bb; /* owned */
     grpc_slice details_slice;
@@ -301,7 +315,7 @@ struct cm_rpc_server {
     int drain_timeout_ms;
 
     grpc_server *server;         /* owned */
-    grpc_completion_queue *cq;   /* owned; shared NEXT CQ of every worker (P13) */
+    grpc_completion_queue *cq;   /* owned; shared NEXT CQ of every worker */
     grpc_completion_queue *sdcq; /* owned; receives only the shutdown notification */
     pthread_t *threads;          /* owned; |workers| entries once started */
     int started, stopped;
@@ -357,13 +371,8 @@ void cm_rpc_server_set_health(cm_rpc_server_t *s, const char *service, int servi
             return;
         }
     }
-    health_entry_t *n = realloc(s->health, (s->nhealth + 1) * sizeof(*n));
-    char *name = strdup(service);
-    if (!n || !name) {
-        CM_ERROR(NULL, "rpc: out of memory setting health");
-        abort();
-    }
-    s->health = n;
+    s->health = cm_xreallocarray(s->health, s->nhealth + 1, sizeof(*s->health));
+    char *name = cm_xstrdup(service);
     s->health[s->nhealth].name = name;
     s->health[s->nhealth].serving = serving ? 1 : 0;
     s->nhealth++;
@@ -459,20 +468,20 @@ static int post_request_locked(cm_rpc_server_t *s, method_t *m)
 {
     if (!s->accepting)
         return -1;
-    cm_rpc_call_t *c = calloc(1, sizeof(*c));
-    if (!c)
-        return -1;
+    cm_rpc_call_t *c = cm_xcalloc(1, sizeof(*c));
     c->srv = s;
     c->method = m;
     grpc_metadata_array_init(&c->md);
     grpc_call_error e;
     if (m) {
         c->kind = TAG_REGISTERED;
+        CM_RPC__TAG_OUT(c); /* after the last write to c: another worker may get it next */
         e = grpc_server_request_registered_call(s->server, m->handle, &c->call, &c->deadline,
                                                 &c->md, &c->payload, s->cq, s->cq, c);
     } else {
         c->kind = TAG_GENERIC;
         grpc_call_details_init(&c->details);
+        CM_RPC__TAG_OUT(c);
         e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq, c);
     }
     if (e != GRPC_CALL_OK) {
@@ -502,7 +511,7 @@ static void copy_request_id(cm_rpc_call_t *c)
     }
 }
 
-/* Sends the one final batch (P1, P2). On failure to start, frees the call. */
+/* Sends the one final batch. On failure to start, frees the call. */
 static void finish(cm_rpc_call_t *c, grpc_status_code code)
 {
     cm_rpc__metrics_count(c->method ? &c->method->mx : &c->srv->unknown_mx, code,
@@ -510,7 +519,7 @@ static void finish(cm_rpc_call_t *c, grpc_status_code code)
     c->kind = TAG_FINISH;
     size_t n = 0;
     memset(c->ops, 0, sizeof(c->ops));
-    c->ops[n].op = GRPC_OP_SEND_INITIAL_METADATA; /* mandatory even for errors (P1) */
+    c->ops[n].op = GRPC_OP_SEND_INITIAL_METADATA; /* mandatory even for errors */
     c->ops[n].data.send_initial_metadata.count = 0;
     n++;
     if (code == GRPC_STATUS_OK && c->resp_bb) {
@@ -529,7 +538,9 @@ static void finish(cm_rpc_call_t *c, grpc_status_code code)
     c->ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     c->ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
     n++;
-    grpc_call_error e = grpc_call_start_batch(c->call, c->ops, n, c, NULL);
+    grpc_call *call = c->call; /* read before the hand-off: c is the other thread's after it */
+    CM_RPC__TAG_OUT(c);
+    grpc_call_error e = grpc_call_start_batch(call, c->ops, n, c, NULL);
     if (e != GRPC_CALL_OK) {
         CM_ERROR(c->request_id, "rpc: start_batch failed: %s", grpc_call_error_to_string(e));
         call_free(c);
@@ -587,11 +598,12 @@ static void *worker_main(void *arg)
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         cm_rpc_call_t *c = ev.tag;
+        CM_RPC__TAG_IN(c);
         switch (c->kind) {
         case TAG_REGISTERED:
         case TAG_GENERIC:
             if (!ev.success) {
-                /* Failed by shutdown (P8): free and do not re-arm. */
+                /* Failed by shutdown: free and do not re-arm. */
                 call_free(c);
                 break;
             }
@@ -624,17 +636,15 @@ int cm_rpc_server_new(const cm_rpc_server_opts_t *opts, cm_rpc_server_t **out)
     *out = NULL;
     if (!opts || !opts->listen || !*opts->listen)
         return -1;
-    cm_rpc_server_t *s = calloc(1, sizeof(*s));
-    if (!s)
-        return -1;
-    s->listen = strdup(opts->listen);
+    cm_rpc_server_t *s = cm_xcalloc(1, sizeof(*s));
+    s->listen = cm_xstrdup(opts->listen);
     s->workers = opts->workers > 0 ? opts->workers : 1;
     s->drain_timeout_ms = opts->drain_timeout_ms > 0 ? opts->drain_timeout_ms : 5000;
     cm_rpc__metrics_init(&s->unknown_mx, SERVER_REQUESTS, SERVER_REQUESTS_HELP, "unknown", NULL,
                          NULL);
     pthread_mutex_init(&s->post_mu, NULL);
     pthread_mutex_init(&s->stop_mu, NULL);
-    pthread_cond_init(&s->idle, NULL);
+    cm_cond_init(&s->idle);
     pthread_mutex_init(&s->health_mu, NULL);
     if (!s->listen)
         goto fail;
@@ -681,21 +691,15 @@ int cm_rpc_server_add_method(cm_rpc_server_t *s, const char *path,
     for (method_t *m = s->methods; m; m = m->next)
         if (strcmp(m->path, path) == 0)
             return -1;
-    method_t *m = calloc(1, sizeof(*m));
-    if (!m)
-        return -1;
-    m->path = strdup(path);
-    if (!m->path) {
-        free(m);
-        return -1;
-    }
+    method_t *m = cm_xcalloc(1, sizeof(*m));
+    m->path = cm_xstrdup(path);
     m->req_desc = req_desc;
     m->resp_desc = resp_desc;
     cm_rpc__metrics_init(&m->mx, SERVER_REQUESTS, SERVER_REQUESTS_HELP, path, SERVER_DURATION,
                          SERVER_DURATION_HELP);
     m->fn = fn;
     m->user = user;
-    /* Must happen before grpc_server_start (P7); host NULL matches any authority. */
+    /* Must happen before grpc_server_start; host NULL matches any authority. */
     m->handle = grpc_server_register_method(s->server, m->path, NULL,
                                             GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     if (!m->handle) {
@@ -733,11 +737,7 @@ int cm_rpc_server_start(cm_rpc_server_t *s, int *port)
         post_request_locked(s, NULL);
     pthread_mutex_unlock(&s->post_mu);
 
-    s->threads = calloc((size_t)s->workers, sizeof(pthread_t));
-    if (!s->threads) {
-        cm_rpc_server_stop(s);
-        return -1;
-    }
+    s->threads = cm_xcalloc((size_t)s->workers, sizeof(pthread_t));
     for (int i = 0; i < s->workers; i++) {
         if (pthread_create(&s->threads[i], NULL, worker_main, s) != 0) {
             CM_ERROR(NULL, "rpc: cannot start worker thread");
@@ -772,7 +772,7 @@ static void server_stop_locked(cm_rpc_server_t *s)
         s->health[i].serving = 0;
     pthread_mutex_unlock(&s->health_mu);
 
-    /* P8: shut down, wait for in-flight calls up to the bound, then cancel the rest. Workers
+    /* Shut down, wait for in-flight calls up to the bound, then cancel the rest. Workers
      * keep re-posting requests until |accepting| is cleared just after the shutdown call: core
      * fails those at once, whereas a call left without a request would be cancelled. */
     static int sd_tag;
@@ -787,7 +787,7 @@ static void server_stop_locked(cm_rpc_server_t *s)
         CM_WARN(NULL, "rpc: drain timeout (%d ms) passed; cancelling in-flight calls",
                 s->drain_timeout_ms);
         grpc_server_cancel_all_calls(s->server);
-        /* Core cannot be destroyed before the notification (P8), so wait for it, loudly. */
+        /* Core cannot be destroyed before the notification, so wait for it, loudly. */
         for (;;) {
             until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                  gpr_time_from_millis(5000, GPR_TIMESPAN));
@@ -801,10 +801,7 @@ static void server_stop_locked(cm_rpc_server_t *s)
      * must start the final batch before the CQ may shut down. */
     pthread_mutex_lock(&s->post_mu);
     while (s->busy > 0) {
-        struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_sec += 5;
-        if (pthread_cond_timedwait(&s->idle, &s->post_mu, &t) == ETIMEDOUT)
+        if (cm_cond_wait_ms(&s->idle, &s->post_mu, 5000) == ETIMEDOUT)
             CM_WARN(NULL, "rpc: stop waits for %d handler(s) still running", s->busy);
     }
     pthread_mutex_unlock(&s->post_mu);

@@ -11,8 +11,11 @@
  * rpc_server_duration_seconds{method} per registered method (unknown paths count as
  * method="unknown"), rpc_client_requests_total{method,code} per called path.
  *
- * Process start-up order (see ../shared/notes/grpc-core-c.md P9): cm_rpc_signals_block()
- * first, then cm_rpc_init(), then servers/channels, then cm_rpc_signals_wait() in main. */
+ * Process start-up order: cm_rpc_signals_block() first (grpc_init starts a dozen threads that
+ * inherit the signal mask; a SIGTERM delivered to one of them would kill the process instead
+ * of draining it), then cm_rpc_init(), then servers/channels, then cm_rpc_signals_wait() in
+ * main. cm_service (cm_service.h) does this for a service's main. Never fork after
+ * cm_rpc_init(). */
 #ifndef CM_RPC_H
 #define CM_RPC_H
 
@@ -53,7 +56,7 @@ typedef grpc_status_code (*cm_rpc_handler_fn)(cm_rpc_call_t *call, void *user,
 
 typedef struct {
     const char *listen;   /* "127.0.0.1:7001"; port 0 picks a free port */
-    int workers;          /* handler threads sharing one CQ; <= 0 means 1 (see note P13) */
+    int workers;          /* handler threads sharing one CQ; <= 0 means 1 */
     int drain_timeout_ms; /* cm_rpc_server_stop: longest wait for in-flight calls; <= 0 means
                              5000 */
 } cm_rpc_server_opts_t;

@@ -1,5 +1,9 @@
 /* cm_rpc client: channels, blocking calls, asynchronous calls and the health check helper.
- * Pitfall numbers (P1..P13) refer to ../shared/notes/grpc-core-c.md. */
+ * gRPC core's completion-queue rules apply: a call's batches complete on the queue it was bound
+ * to; several threads may call next() on one queue, but next and pluck never mix on one queue,
+ * and at most 6 threads may pluck one queue at once; nothing is posted to a queue after
+ * grpc_completion_queue_shutdown. */
+#include "cm_alloc.h"
 #include "cm_rpc.h"
 #include "cm_rpc_internal.h"
 
@@ -29,12 +33,8 @@ int cm_rpc_channel_new(const char *target, const cm_rpc_channel_opts_t *opts,
     *out = NULL;
     if (!target || !*target)
         return -1;
-    cm_rpc_channel_t *ch = calloc(1, sizeof(*ch));
-    if (!ch)
-        return -1;
-    ch->target = strdup(target);
-    if (!ch->target)
-        goto fail;
+    cm_rpc_channel_t *ch = cm_xcalloc(1, sizeof(*ch));
+    ch->target = cm_xstrdup(target);
 
     /* Reconnect fast when a backend comes back (restarts, rolling updates): the default backoff
      * grows to 120 s, during which every call fails with UNAVAILABLE. Keepalive pings notice a
@@ -246,7 +246,9 @@ static int ccall_start(ccall_t *cc, cm_rpc_channel_t *ch, grpc_completion_queue 
     op->data.recv_status_on_client.status_details = &cc->details;
     op->data.recv_status_on_client.error_string = &cc->error_string;
     op++;
-    grpc_call_error e = grpc_call_start_batch(cc->call, cc->ops, (size_t)(op - cc->ops), cc, NULL);
+    grpc_call *call = cc->call; /* read before the hand-off: cc is the poller's after it */
+    CM_RPC__TAG_OUT(cc);
+    grpc_call_error e = grpc_call_start_batch(call, cc->ops, (size_t)(op - cc->ops), cc, NULL);
     if (e != GRPC_CALL_OK) {
         status_set(st, GRPC_STATUS_INTERNAL, grpc_call_error_to_string(e));
         return -1;
@@ -330,7 +332,7 @@ int cm_rpc_call(cm_rpc_channel_t *ch, const char *path, const ProtobufCMessage *
     if (resp)
         *resp = NULL;
     /* A CQ per call: any number of threads may block here at once, with exactly one plucker
-     * per CQ (the 6-pluckers limit of P10 never applies). */
+     * per CQ (core's limit of 6 concurrent pluckers never applies). */
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     ccall_t cc;
     memset(&cc, 0, sizeof(cc));
@@ -341,6 +343,7 @@ int cm_rpc_call(cm_rpc_channel_t *ch, const char *path, const ProtobufCMessage *
         do {
             ev = grpc_completion_queue_pluck(cq, &cc, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         } while (ev.type == GRPC_QUEUE_TIMEOUT);
+        CM_RPC__TAG_IN(&cc);
         r = ccall_result(&cc, ev.type == GRPC_OP_COMPLETE && ev.success, st);
     }
     ccall_release(&cc);
@@ -380,7 +383,7 @@ struct cm_rpc_async {
     grpc_completion_queue *cq; /* owned NEXT CQ, polled only by |thread| */
     pthread_t thread;
     /* Guards |closing| and the in-flight list. Held across call start so that no batch can be
-     * started on |cq| after cm_rpc_async_del shut it down (P8). */
+     * started on |cq| after cm_rpc_async_del shut it down. */
     pthread_mutex_t mu;
     int closing;
     ccall_t *inflight; /* list of calls started and not yet completed; not owned here */
@@ -396,6 +399,7 @@ static void *poller_main(void *arg)
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         ccall_t *cc = ev.tag;
+        CM_RPC__TAG_IN(cc);
         pthread_mutex_lock(&a->mu);
         if (cc->prev)
             cc->prev->next = cc->next;
@@ -419,9 +423,7 @@ static void *poller_main(void *arg)
 int cm_rpc_async_new(cm_rpc_async_t **out)
 {
     *out = NULL;
-    cm_rpc_async_t *a = calloc(1, sizeof(*a));
-    if (!a)
-        return -1;
+    cm_rpc_async_t *a = cm_xcalloc(1, sizeof(*a));
     pthread_mutex_init(&a->mu, NULL);
     a->cq = grpc_completion_queue_create_for_next(NULL);
     if (!a->cq)
@@ -466,9 +468,7 @@ int cm_rpc_call_async(cm_rpc_async_t *a, cm_rpc_channel_t *ch, const char *path,
 {
     if (!a || !done)
         return -1;
-    ccall_t *cc = calloc(1, sizeof(*cc));
-    if (!cc)
-        return -1;
+    ccall_t *cc = cm_xcalloc(1, sizeof(*cc));
     cc->async = a;
     cc->done = done;
     cc->user = user;

@@ -1,3 +1,4 @@
+#include "cm_alloc.h"
 #include "cm_shard.h"
 
 #include <stdlib.h>
@@ -61,15 +62,11 @@ int cm_shards_parse(const char *list, cm_shards_t **out)
     *out = NULL;
     if (!list)
         return -1;
-    cm_shards_t *s = calloc(1, sizeof(*s));
-    if (!s)
-        return -1;
+    cm_shards_t *s = cm_xcalloc(1, sizeof(*s));
     size_t cap = 1;
     for (const char *p = list; *p; p++)
         cap += *p == ',';
-    s->addrs = calloc(cap, sizeof(char *));
-    if (!s->addrs)
-        goto fail;
+    s->addrs = cm_xcalloc(cap, sizeof(char *));
     const char *p = list;
     for (;;) {
         const char *comma = strchr(p, ',');

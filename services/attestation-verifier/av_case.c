@@ -1,3 +1,4 @@
+#include "cm_alloc.h"
 #include "av_case.h"
 
 #include <stdlib.h>
@@ -21,7 +22,7 @@ static int b64_member(const cJSON *o, const char *key, uint8_t **out, size_t *le
     if (!cJSON_IsString(s))
         return 1;
     size_t n = strlen(s->valuestring);
-    *out = malloc(cm_b64_decoded_max(n) + 1);
+    *out = cm_trymalloc(cm_b64_decoded_max(n) + 1);
     if (!*out ||
         cm_b64_decode(CM_B64_URL, s->valuestring, n, *out, cm_b64_decoded_max(n) + 1, len) != 0) {
         free(*out);

@@ -1,6 +1,6 @@
 /* av_case: the command-line mode, `attestation-verifier verify CASE.json...`.
  *
- * Reads the JSON case format of ../shared/testdata/attestation (attestationObject and
+ * Reads the JSON case format of the attestation test vectors (attestationObject and
  * clientDataJSON base64url, expectedChallenge, expectedOrigin, rpId, requireUserVerification,
  * verifyOptions, rootCertsPem, verifyTime, trustAnchor) and prints one JSON line per case:
  * {"id":..., "valid":..., "code":..., "format":..., "attestationType":..., "aaguid":...,

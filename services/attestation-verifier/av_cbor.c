@@ -1,3 +1,4 @@
+#include "cm_alloc.h"
 #include "av_cbor.h"
 
 #include <stdlib.h>
@@ -111,7 +112,7 @@ static int decode_item(rd_t *r, av_cbor_item_t *it, int depth)
         it->len = (size_t)arg;
         if (n == 0)
             return 0;
-        it->items = calloc((size_t)n, sizeof(*it->items));
+        it->items = cm_trycalloc((size_t)n, sizeof(*it->items));
         if (!it->items)
             return -1;
         for (size_t i = 0; i < n; i++) {
@@ -153,9 +154,7 @@ int av_cbor_decode(const uint8_t *buf, size_t len, av_cbor_item_t **out, size_t 
     *out = NULL;
     if (!buf || len == 0 || len > AV_CBOR_MAX_INPUT)
         return -1;
-    av_cbor_item_t *root = calloc(1, sizeof(*root));
-    if (!root)
-        return -1;
+    av_cbor_item_t *root = cm_xcalloc(1, sizeof(*root));
     rd_t r = {buf, buf + len};
     if (decode_item(&r, root, 1) != 0)
         goto fail;

@@ -2,8 +2,8 @@
  * object, attStmt, COSE key, authenticator extensions).
  *
  * Why not libcbor: Debian's libcbor 0.8 pre-allocates arrays and maps from the declared count,
- * so 5 bytes can make it allocate gigabytes (see ../shared/notes/attestation.md). Here every
- * declared length or count is checked against the bytes left before anything is allocated,
+ * so 5 bytes can make it allocate gigabytes (a 5-byte map header declaring 2^32 entries). Here
+ * every declared length or count is checked against the bytes left before anything is allocated,
  * the input size, nesting depth and container sizes are capped, indefinite lengths, tags and
  * duplicate map keys are refused. Strings are not copied: items point into the input buffer,
  * which must outlive the tree. */

@@ -1,7 +1,7 @@
 /* av_code: the stable verdict codes of the attestation verifier.
  *
  * The names are part of the API (VerifyResponse.code, the CLI's "code", metrics labels) and
- * are the codes used by ../shared/testdata/attestation (expected.code). Never renumber the
+ * are the codes used by the shared attestation test vectors (expected.code). Never renumber the
  * names; append new ones. */
 #ifndef AV_CODE_H
 #define AV_CODE_H

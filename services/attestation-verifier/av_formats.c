@@ -1,3 +1,4 @@
+#include "cm_alloc.h"
 #include "av_formats.h"
 
 #include <stdlib.h>
@@ -35,7 +36,7 @@ av_code_t av_fmt_chain(av_fmt_ctx_t *c, const char *fmt, X509 *leaf, STACK_OF(X5
 static uint8_t *signed_data(const av_fmt_ctx_t *c, size_t *len)
 {
     *len = c->ad->raw_len + 32;
-    uint8_t *buf = malloc(*len);
+    uint8_t *buf = cm_trymalloc(*len);
     if (buf) {
         memcpy(buf, c->ad->raw, c->ad->raw_len);
         memcpy(buf + c->ad->raw_len, c->cdh, 32);
@@ -340,7 +341,7 @@ av_code_t av_fmt_fido_u2f(av_fmt_ctx_t *c)
         goto out;
     }
     size_t dlen = 1 + 32 + 32 + c->ad->cred_id_len + 65, off = 0;
-    if (!(data = malloc(dlen))) {
+    if (!(data = cm_trymalloc(dlen))) {
         rc = AV_INTERNAL;
         goto out;
     }

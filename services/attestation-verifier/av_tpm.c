@@ -1,5 +1,6 @@
 /* fmt "tpm" (WebAuthn §8.3): TPMS_ATTEST (certInfo) signed by the AIK, certifying the
  * TPMT_PUBLIC (pubArea) that must be the credential key. */
+#include "cm_alloc.h"
 #include "av_formats.h"
 
 #include <stdlib.h>
@@ -240,7 +241,7 @@ av_code_t av_fmt_tpm(av_fmt_ctx_t *c)
     unsigned char h[EVP_MAX_MD_SIZE];
     unsigned int hlen = 0;
     size_t dlen = c->ad->raw_len + 32;
-    if (!md || !(data = malloc(dlen))) {
+    if (!md || !(data = cm_trymalloc(dlen))) {
         rc = md ? AV_INTERNAL : AV_UNSUPPORTED_ALG;
         goto out;
     }

@@ -1,3 +1,4 @@
+#include "cm_alloc.h"
 #include "av_trust.h"
 
 #include <errno.h>
@@ -32,9 +33,7 @@ static int format_index(const char *fmt)
 
 av_trust_t *av_trust_new(void)
 {
-    av_trust_t *t = calloc(1, sizeof(*t));
-    if (!t)
-        return NULL;
+    av_trust_t *t = cm_xcalloc(1, sizeof(*t));
     for (int i = 0; i < AV_TRUST_NFORMATS; i++) {
         t->store[i] = X509_STORE_new();
         if (!t->store[i]) {
@@ -104,7 +103,7 @@ int av_trust_load_dir(av_trust_t *t, const char *dir, char *err, size_t errcap)
             snprintf(err, errcap, "%s: %s", path, strerror(errno));
             return -1;
         }
-        char *buf = malloc(1 << 20);
+        char *buf = cm_xmalloc(1 << 20);
         size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
         int bad = !buf || ferror(f) || !feof(f);
         fclose(f);

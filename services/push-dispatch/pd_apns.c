@@ -22,6 +22,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "cm_alloc.h"
 #include "cm_config.h"
 #include "cm_log.h"
 #include "pd_jwt.h"
@@ -360,9 +361,7 @@ static int conn_flush(apns_t *a)
                     break;
                 if (a->outlen + (size_t)n > a->outcap) {
                     a->outcap = (a->outlen + (size_t)n) * 2;
-                    a->out = realloc(a->out, a->outcap);
-                    if (!a->out)
-                        abort();
+                    a->out = cm_xrealloc(a->out, a->outcap);
                 }
                 memcpy(a->out + a->outlen, data, (size_t)n);
                 a->outlen += (size_t)n;
@@ -490,9 +489,7 @@ static int submit(apns_t *a, job_t *j)
     j->stream_id = sid;
     if (a->ninflight == a->capinflight) {
         a->capinflight = a->capinflight ? a->capinflight * 2 : 64;
-        a->inflight = realloc(a->inflight, a->capinflight * sizeof(*a->inflight));
-        if (!a->inflight)
-            abort();
+        a->inflight = cm_xreallocarray(a->inflight, a->capinflight, sizeof(*a->inflight));
     }
     a->inflight[a->ninflight++] = j;
     return 0;
@@ -739,9 +736,7 @@ int pd_apns_new(const pd_apns_opts_t *o, pd_provider_t **out)
 {
     char *pem = NULL;
     size_t len = 0;
-    apns_t *a = calloc(1, sizeof(*a));
-    if (!a)
-        abort();
+    apns_t *a = cm_xcalloc(1, sizeof(*a));
     a->fd = -1;
     a->efd = -1;
     pthread_mutex_init(&a->lock, NULL);

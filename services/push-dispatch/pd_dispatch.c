@@ -9,6 +9,8 @@
 
 #include <openssl/rand.h>
 
+#include "cm_alloc.h"
+#include "cm_time.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 
@@ -97,20 +99,6 @@ static pd_provider_t *find_provider(pd_dispatch_t *d, const char *type)
     return NULL;
 }
 
-static const char *drop_reason(pd_result_kind_t k)
-{
-    switch (k) {
-    case PD_R_DEAD:
-        return "dead_token";
-    case PD_R_INVALID:
-        return "invalid_token";
-    case PD_R_FORBIDDEN:
-        return "forbidden_target";
-    default:
-        return "rejected";
-    }
-}
-
 static void deliver(pd_dispatch_t *d, pd_entry_t *e)
 {
     int64_t now = pd_now_ms();
@@ -171,9 +159,9 @@ static void deliver(pd_dispatch_t *d, pd_entry_t *e)
         return;
     }
     default:
-        pd_metric_dropped(e->type, drop_reason(r.kind));
+        pd_metric_dropped(e->type, pd_result_kind_name(r.kind));
         CM_INFO(NULL, "notification %s via %s dropped: %s (%d %s)", e->id, p->name,
-                drop_reason(r.kind), r.http_status, r.reason);
+                pd_result_kind_name(r.kind), r.http_status, r.reason);
         pd_queue_finish(d->q, e, 0);
         return;
     }
@@ -212,10 +200,8 @@ static void *sweeper(void *arg)
             last_sweep = now;
         }
         pthread_mutex_lock(&d->lock);
-        int64_t at = pd_now_ms() + 1000;
-        struct timespec ts = {.tv_sec = at / 1000, .tv_nsec = (long)(at % 1000) * 1000000L};
         if (!d->stop)
-            pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+            cm_cond_wait_ms(&d->cond, &d->lock, 1000);
     }
     pthread_mutex_unlock(&d->lock);
     return NULL;
@@ -224,9 +210,7 @@ static void *sweeper(void *arg)
 int pd_dispatch_start(const pd_dispatch_opts_t *o, pd_queue_t *q, pd_provider_t *const *providers,
                       size_t n, pd_dispatch_t **out)
 {
-    pd_dispatch_t *d = calloc(1, sizeof(*d));
-    if (!d)
-        abort();
+    pd_dispatch_t *d = cm_xcalloc(1, sizeof(*d));
     d->o = *o;
     if (d->o.workers < 1)
         d->o.workers = 1;
@@ -240,10 +224,8 @@ int pd_dispatch_start(const pd_dispatch_opts_t *o, pd_queue_t *q, pd_provider_t 
     d->providers = providers;
     d->nproviders = n;
     pthread_mutex_init(&d->lock, NULL);
-    pthread_cond_init(&d->cond, NULL);
-    d->threads = calloc((size_t)d->o.workers, sizeof(*d->threads));
-    if (!d->threads)
-        abort();
+    cm_cond_init(&d->cond);
+    d->threads = cm_xcalloc((size_t)d->o.workers, sizeof(*d->threads));
     for (int i = 0; i < d->o.workers; i++) {
         if (pthread_create(&d->threads[i], NULL, worker, d) != 0) {
             CM_ERROR(NULL, "cannot start delivery thread");

@@ -8,6 +8,7 @@
 
 #include <cJSON.h>
 
+#include "cm_alloc.h"
 #include "cm_config.h"
 #include "cm_log.h"
 #include "pd_http.h"
@@ -28,14 +29,6 @@ typedef struct {
     int64_t access_expires_ms;
     pd_provider_t prov;
 } fcm_t;
-
-static char *xstrdup(const char *s)
-{
-    char *r = strdup(s ? s : "");
-    if (!r)
-        abort();
-    return r;
-}
 
 static int token_char_ok(const char *t)
 {
@@ -64,9 +57,7 @@ static int fetch_token(fcm_t *f, pd_result_t *r)
         return -1;
     }
     const char *pre = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=";
-    body = malloc(strlen(pre) + strlen(jwt) + 1);
-    if (!body)
-        abort();
+    body = cm_xmalloc(strlen(pre) + strlen(jwt) + 1);
     strcpy(body, pre);
     strcat(body, jwt); /* base64url and dots: form-safe as is */
     const char *hdrs[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
@@ -78,9 +69,7 @@ static int fetch_token(fcm_t *f, pd_result_t *r)
                          .https_only = 1,
                          .timeout_ms = f->timeout_ms,
                          .abort_at_ms = &f->abort_at_ms};
-    pd_http_resp_t *resp = calloc(1, sizeof(*resp));
-    if (!resp)
-        abort();
+    pd_http_resp_t *resp = cm_xcalloc(1, sizeof(*resp));
     if (pd_http_post(&req, resp) != 0) {
         CM_WARN(NULL, "fcm: token endpoint unreachable: %s", resp->error);
         pd_result_set(r, PD_R_RETRY, 0,
@@ -103,7 +92,7 @@ static int fetch_token(fcm_t *f, pd_result_t *r)
         goto out;
     }
     free(f->access_token);
-    f->access_token = xstrdup(at->valuestring);
+    f->access_token = cm_xstrdup(at->valuestring);
     int64_t life = cJSON_IsNumber(ex) && ex->valuedouble > 0 ? (int64_t)ex->valuedouble : 3600;
     f->access_expires_ms = pd_now_ms() + life * 1000;
     cJSON_Delete(j);
@@ -126,7 +115,7 @@ static int get_token(fcm_t *f, const char *stale, char **out, pd_result_t *r)
         (stale && strcmp(stale, f->access_token) == 0))
         rc = fetch_token(f, r);
     if (rc == 0)
-        *out = xstrdup(f->access_token);
+        *out = cm_xstrdup(f->access_token);
     pthread_mutex_unlock(&f->lock);
     return rc;
 }
@@ -173,11 +162,9 @@ static int fcm_send(void *impl, const pd_entry_t *e, pd_result_t *r)
     body = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!body)
-        abort();
+        cm_oom(0); /* cJSON's NULL here can only be out-of-memory */
 
-    resp = calloc(1, sizeof(*resp));
-    if (!resp)
-        abort();
+    resp = cm_xcalloc(1, sizeof(*resp));
     for (int round = 0; round < 2; round++) {
         char *stale = tok;
         tok = NULL;
@@ -253,9 +240,7 @@ int pd_fcm_new(const pd_fcm_opts_t *o, pd_provider_t **out)
     char *text = NULL;
     size_t len = 0;
     cJSON *j = NULL;
-    fcm_t *f = calloc(1, sizeof(*f));
-    if (!f)
-        abort();
+    fcm_t *f = cm_xcalloc(1, sizeof(*f));
     pthread_mutex_init(&f->lock, NULL);
     if (cm_config_read_file(o->service_account_file, 64 * 1024, &text, &len) != 0) {
         CM_ERROR(NULL, "fcm: cannot read the service account file");
@@ -291,17 +276,15 @@ int pd_fcm_new(const pd_fcm_opts_t *o, pd_provider_t **out)
         CM_ERROR(NULL, "fcm: client_email or token_uri has quotes");
         goto fail;
     }
-    f->client_email = xstrdup(email->valuestring);
-    f->token_uri = xstrdup(uri->valuestring);
+    f->client_email = cm_xstrdup(email->valuestring);
+    f->token_uri = cm_xstrdup(uri->valuestring);
     const char *base = o->url && *o->url ? o->url : "https://fcm.googleapis.com";
     size_t bl = strlen(base);
     while (bl && base[bl - 1] == '/')
         bl--;
-    f->send_url = malloc(bl + strlen(project) + 64);
-    if (!f->send_url)
-        abort();
+    f->send_url = cm_xmalloc(bl + strlen(project) + 64);
     sprintf(f->send_url, "%.*s/v1/projects/%s/messages:send", (int)bl, base, project);
-    f->ca_file = o->ca_file && *o->ca_file ? xstrdup(o->ca_file) : NULL;
+    f->ca_file = o->ca_file && *o->ca_file ? cm_xstrdup(o->ca_file) : NULL;
     f->timeout_ms = o->timeout_ms;
     f->prov = (pd_provider_t){.name = "fcm",
                               .token_type = "com.google.fcm",

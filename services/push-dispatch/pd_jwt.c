@@ -8,6 +8,7 @@
 #include <openssl/ecdsa.h>
 #include <openssl/pem.h>
 
+#include "cm_alloc.h"
 #include "cm_b64.h"
 #include "cm_log.h"
 
@@ -23,9 +24,7 @@ EVP_PKEY *pd_jwt_load_key(const char *pem, size_t len)
 
 static char *b64url(const unsigned char *in, size_t len)
 {
-    char *o = malloc(cm_b64_encoded_size(len));
-    if (!o)
-        abort();
+    char *o = cm_xmalloc(cm_b64_encoded_size(len));
     cm_b64_encode(CM_B64_URL, in, len, o);
     return o;
 }
@@ -37,23 +36,21 @@ int pd_jwt_sign(EVP_PKEY *key, int es256, const char *header_json, const char *c
     char *h = b64url((const unsigned char *)header_json, strlen(header_json));
     char *c = b64url((const unsigned char *)claims_json, strlen(claims_json));
     size_t ilen = strlen(h) + 1 + strlen(c);
-    char *input = malloc(ilen + 1);
+    char *input = cm_xmalloc(ilen + 1);
     unsigned char *sig = NULL, raw[64];
     size_t siglen = 0;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     ECDSA_SIG *es = NULL;
     char *s64 = NULL;
-    if (!input || !md)
-        abort();
+    if (!md)
+        cm_oom(0); /* OpenSSL's NULL here can only be out-of-memory */
     strcpy(input, h);
     strcat(input, ".");
     strcat(input, c);
     if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
         EVP_DigestSign(md, NULL, &siglen, (const unsigned char *)input, ilen) != 1)
         goto out;
-    sig = malloc(siglen);
-    if (!sig)
-        abort();
+    sig = cm_xmalloc(siglen);
     if (EVP_DigestSign(md, sig, &siglen, (const unsigned char *)input, ilen) != 1)
         goto out;
     if (es256) {
@@ -70,9 +67,7 @@ int pd_jwt_sign(EVP_PKEY *key, int es256, const char *header_json, const char *c
     } else {
         s64 = b64url(sig, siglen);
     }
-    *out = malloc(ilen + 1 + strlen(s64) + 1);
-    if (!*out)
-        abort();
+    *out = cm_xmalloc(ilen + 1 + strlen(s64) + 1);
     strcpy(*out, input);
     strcat(*out, ".");
     strcat(*out, s64);

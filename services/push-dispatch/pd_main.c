@@ -1,5 +1,5 @@
 /* push-dispatch: durable outbox and delivery of "mailbox updated" notifications to APNs, FCM
- * and webhooks. See ../../proto/tigress/push/v1/push_dispatch.proto for the API. */
+ * and webhooks. The API is proto/tigress/push/v1/push_dispatch.proto. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -9,11 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cm_admin.h"
 #include "cm_config.h"
 #include "cm_log.h"
 #include "cm_rpc.h"
 #include "cm_seal.h"
+#include "cm_service.h"
 #include "pd_apns.h"
 #include "pd_dispatch.h"
 #include "pd_fcm.h"
@@ -25,8 +25,16 @@
 #define SERVICE_NAME "tigress.push.v1.PushDispatch"
 #define MAX_BATCH 1000
 
+static int admin_ready(void *arg);
+
+static cm_service_t svc = {
+    .name = "push-dispatch",
+    .summary = "Durable queue and delivery of mailbox-update notifications (APNs, FCM, webhooks).",
+    .ready = admin_ready,
+};
+
 static struct {
-    const char *listen, *admin_listen, *log_level, *ready_file, *data_dir, *ca_file;
+    const char *listen, *data_dir, *ca_file;
     int64_t budget, max_attempts, retry_base_ms, retry_max_ms, workers, rpc_workers,
         provider_timeout_ms, shutdown_grace_ms, cancel_ttl_ms, apns_jwt_refresh_s;
     const char *apns_key_file, *apns_key_id, *apns_team_id, *apns_topic, *apns_url;
@@ -40,10 +48,10 @@ static cm_opt_t opts[] = {
     {"listen", CM_OPT_STR, "127.0.0.1:7002", "gRPC listen address (port 0 = ephemeral)",
      &cfg.listen},
     {"admin-listen", CM_OPT_STR, "127.0.0.1:9102", "admin HTTP (/metrics /healthz /readyz)",
-     &cfg.admin_listen},
-    {"log-level", CM_OPT_STR, "info", "debug, info, warn or error", &cfg.log_level},
+     &svc.admin_listen},
+    {"log-level", CM_OPT_STR, "info", "debug, info, warn or error", &svc.log_level},
     {"ready-file", CM_OPT_STR, NULL, "write bound ports here as JSON once listening",
-     &cfg.ready_file},
+     &svc.ready_file},
     {"data-dir", CM_OPT_STR, "./.local/data/push-dispatch", "RocksDB directory of the queue",
      &cfg.data_dir},
     {"token-key-file", CM_OPT_STR, NULL,
@@ -314,32 +322,60 @@ static int setup_providers(void)
     return 0;
 }
 
+static int options_valid(void)
+{
+    return cfg.budget >= 1 && cfg.budget <= 1000000 && cfg.max_attempts >= 1 && cfg.workers >= 1 &&
+           cfg.workers <= 1024 && cfg.retry_base_ms >= 1 && cfg.retry_max_ms >= cfg.retry_base_ms &&
+           cfg.provider_timeout_ms >= 100 && cfg.cancel_ttl_ms >= 1 && cfg.rpc_workers >= 1;
+}
+
+/* The gRPC server with the three methods, started; published in |srv|. 0 or -1 (logged). */
+static int start_server(int *grpc_port)
+{
+    cm_rpc_server_opts_t so = {
+        .listen = cfg.listen, .workers = (int)cfg.rpc_workers, .drain_timeout_ms = 2000};
+    cm_rpc_server_t *s = NULL;
+    if (cm_rpc_server_new(&so, &s) != 0)
+        return -1;
+    /* Published under health_mu: the sweeper's health reports already read srv. */
+    pthread_mutex_lock(&health_mu);
+    srv = s;
+    pthread_mutex_unlock(&health_mu);
+    if (cm_rpc_server_add_method(
+            srv, "/" SERVICE_NAME "/Enqueue", &tigress__push__v1__enqueue_request__descriptor,
+            &tigress__push__v1__enqueue_response__descriptor, h_enqueue, NULL) != 0 ||
+        cm_rpc_server_add_method(srv, "/" SERVICE_NAME "/CancelMailbox",
+                                 &tigress__push__v1__cancel_mailbox_request__descriptor,
+                                 &tigress__push__v1__cancel_mailbox_response__descriptor, h_cancel,
+                                 NULL) != 0 ||
+        cm_rpc_server_add_method(srv, "/" SERVICE_NAME "/CancelRecipient",
+                                 &tigress__push__v1__cancel_recipient_request__descriptor,
+                                 &tigress__push__v1__cancel_mailbox_response__descriptor,
+                                 h_cancel_recipient, NULL) != 0 ||
+        cm_rpc_server_add_method(
+            srv, "/" SERVICE_NAME "/Supported", &tigress__push__v1__supported_request__descriptor,
+            &tigress__push__v1__supported_response__descriptor, h_supported, NULL) != 0)
+        return -1;
+    if (cm_rpc_server_start(srv, grpc_port) != 0) {
+        CM_ERROR(NULL, "cannot listen on %s", cfg.listen);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int rc = 1, grpc_port = 0, admin_port = 0;
-    cm_admin_t *admin = NULL;
+    int rc = 1, grpc_port = 0;
     pd_dispatch_t *disp = NULL;
-    cm_log_level_t lvl;
 
-    cm_rpc_signals_block();
-    int pr = cm_config_parse("push-dispatch",
-                             "Durable queue and delivery of mailbox-update notifications "
-                             "(APNs, FCM, webhooks).",
-                             opts, sizeof(opts) / sizeof(opts[0]), argc, argv, NULL);
-    if (pr != 0)
-        return pr == 1 ? 0 : 2;
-    if (cm_log_level_parse(cfg.log_level, &lvl) != 0) {
-        fprintf(stderr, "push-dispatch: bad --log-level %s\n", cfg.log_level);
-        return 2;
-    }
-    cm_log_init("push-dispatch", lvl);
-    if (cfg.budget < 1 || cfg.budget > 1000000 || cfg.max_attempts < 1 || cfg.workers < 1 ||
-        cfg.workers > 1024 || cfg.retry_base_ms < 1 || cfg.retry_max_ms < cfg.retry_base_ms ||
-        cfg.provider_timeout_ms < 100 || cfg.cancel_ttl_ms < 1 || cfg.rpc_workers < 1) {
+    int init = cm_service_init(&svc, opts, sizeof(opts) / sizeof(opts[0]), argc, argv, NULL);
+    if (init != CM_SERVICE_RUN)
+        return cm_service_exit_code(init);
+    if (!options_valid()) {
         CM_ERROR(NULL, "invalid numeric option (see --help)");
         return 2;
     }
-    cm_rpc_init();
+    cm_service_rpc_init(&svc);
     if (pd_http_global_init() != 0) {
         CM_ERROR(NULL, "libcurl initialisation failed");
         goto out;
@@ -373,50 +409,20 @@ int main(int argc, char **argv)
                                 .health = on_health};
     if (pd_dispatch_start(&dopts, queue, providers, nproviders, &disp) != 0)
         goto out;
-
-    cm_rpc_server_opts_t so = {
-        .listen = cfg.listen, .workers = (int)cfg.rpc_workers, .drain_timeout_ms = 2000};
-    if (cm_rpc_server_new(&so, &srv) != 0)
+    if (start_server(&grpc_port) != 0)
         goto out;
-    if (cm_rpc_server_add_method(
-            srv, "/" SERVICE_NAME "/Enqueue", &tigress__push__v1__enqueue_request__descriptor,
-            &tigress__push__v1__enqueue_response__descriptor, h_enqueue, NULL) != 0 ||
-        cm_rpc_server_add_method(srv, "/" SERVICE_NAME "/CancelMailbox",
-                                 &tigress__push__v1__cancel_mailbox_request__descriptor,
-                                 &tigress__push__v1__cancel_mailbox_response__descriptor, h_cancel,
-                                 NULL) != 0 ||
-        cm_rpc_server_add_method(srv, "/" SERVICE_NAME "/CancelRecipient",
-                                 &tigress__push__v1__cancel_recipient_request__descriptor,
-                                 &tigress__push__v1__cancel_mailbox_response__descriptor,
-                                 h_cancel_recipient, NULL) != 0 ||
-        cm_rpc_server_add_method(
-            srv, "/" SERVICE_NAME "/Supported", &tigress__push__v1__supported_request__descriptor,
-            &tigress__push__v1__supported_response__descriptor, h_supported, NULL) != 0)
-        goto out;
-    if (cm_rpc_server_start(srv, &grpc_port) != 0) {
-        CM_ERROR(NULL, "cannot listen on %s", cfg.listen);
-        goto out;
-    }
-    /* NOT_SERVING until the admin listener and the ready file are up too. */
-    set_health(1, -1);
-    if (cfg.admin_listen && *cfg.admin_listen &&
-        cm_admin_start(cfg.admin_listen, admin_ready, NULL, &admin, &admin_port) != 0) {
-        CM_ERROR(NULL, "cannot start admin listener on %s", cfg.admin_listen);
-        goto out;
-    }
+    /* SERVING from before the ready file appears, so whoever waits for it sees SERVING. */
     pthread_mutex_lock(&health_mu);
     serving = 1;
     pthread_mutex_unlock(&health_mu);
     set_health(0, -1);
-    char ready[128];
-    snprintf(ready, sizeof(ready), "{\"grpc_port\":%d,\"admin_port\":%d}", grpc_port, admin_port);
-    if (cm_config_write_ready(cfg.ready_file, ready) != 0) {
-        CM_ERROR(NULL, "cannot write the ready file");
+    cm_service_port_t ports[] = {{"grpc_port", grpc_port}, {NULL, 0}};
+    if (cm_service_ready(&svc, ports) != 0)
         goto out;
-    }
-    CM_INFO(NULL, "push-dispatch serving gRPC on port %d, admin on port %d", grpc_port, admin_port);
+    CM_INFO(NULL, "push-dispatch serving gRPC on port %d, admin on port %d", grpc_port,
+            cm_service_admin_port(&svc));
 
-    int sig = cm_rpc_signals_wait(NULL, NULL);
+    int sig = cm_service_wait(&svc, NULL, NULL);
     CM_INFO(NULL, "signal %d: stopping", sig);
     rc = 0;
 out:
@@ -430,14 +436,12 @@ out:
         cm_rpc_server_del(srv);
         srv = NULL;
     }
-    if (admin)
-        cm_admin_stop(admin);
     for (size_t i = 0; i < nproviders; i++)
         providers[i]->del(providers[i]->impl);
     pd_queue_close(queue);
     cm_seal_ring_free(token_ring);
     pd_http_global_cleanup();
-    cm_rpc_shutdown();
+    cm_service_end(&svc);
     if (rc == 0)
         CM_INFO(NULL, "stopped");
     return rc;

@@ -34,6 +34,27 @@ typedef enum {
     PD_R_FORBIDDEN, /* webhook target refused (private address, not https): drop */
 } pd_result_kind_t;
 
+/* The outcome's name as metrics and logs show it: "ok", "retry", "dead_token", "rejected",
+ * "invalid_token", "forbidden_target". */
+static inline const char *pd_result_kind_name(pd_result_kind_t k)
+{
+    switch (k) {
+    case PD_R_OK:
+        return "ok";
+    case PD_R_RETRY:
+        return "retry";
+    case PD_R_DEAD:
+        return "dead_token";
+    case PD_R_INVALID:
+        return "invalid_token";
+    case PD_R_FORBIDDEN:
+        return "forbidden_target";
+    case PD_R_REJECTED:
+        break;
+    }
+    return "rejected";
+}
+
 typedef struct {
     pd_result_kind_t kind;
     int http_status;        /* 0 when no response was received */

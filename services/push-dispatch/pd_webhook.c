@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>
 
+#include "cm_alloc.h"
 #include "cm_config.h"
 #include "cm_log.h"
 #include "pd_http.h"
@@ -196,9 +197,7 @@ static int webhook_send(void *impl, const pd_entry_t *e, pd_result_t *r)
                          .https_only = 1,
                          .timeout_ms = w->timeout_ms,
                          .abort_at_ms = &w->abort_at_ms};
-    pd_http_resp_t *resp = calloc(1, sizeof(*resp));
-    if (!resp)
-        abort();
+    pd_http_resp_t *resp = cm_xcalloc(1, sizeof(*resp));
     if (pd_http_post(&req, resp) != 0) {
         pd_result_set(r, PD_R_RETRY, 0,
                       strcmp(resp->error, "shutdown") == 0 ? "shutdown" : "network");
@@ -239,11 +238,9 @@ static void webhook_del(void *impl)
 
 int pd_webhook_new(const pd_webhook_opts_t *o, pd_provider_t **out)
 {
-    webhook_t *w = calloc(1, sizeof(*w));
+    webhook_t *w = cm_xcalloc(1, sizeof(*w));
     char *s = NULL;
     size_t len = 0;
-    if (!w)
-        abort();
     if (cm_config_read_file(o->secret_file, 4096, &s, &len) != 0 || len < 16) {
         CM_ERROR(NULL, "webhook: cannot read the secret file, or the secret is under 16 bytes");
         if (s) {
@@ -256,7 +253,7 @@ int pd_webhook_new(const pd_webhook_opts_t *o, pd_provider_t **out)
     w->secret = (unsigned char *)s;
     w->secret_len = len;
     w->allow_private = o->allow_private;
-    w->ca_file = o->ca_file && *o->ca_file ? strdup(o->ca_file) : NULL;
+    w->ca_file = o->ca_file && *o->ca_file ? cm_xstrdup(o->ca_file) : NULL;
     w->timeout_ms = o->timeout_ms;
     w->prov = (pd_provider_t){.name = "webhook",
                               .token_type = "webhook",

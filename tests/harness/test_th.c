@@ -1,5 +1,6 @@
 /* The harness itself: a proc's temp dir (ready file, log) outlives stop so tests can read the
  * log, th_proc_cleanup removes it, and whatever is left goes when the test process exits;
+ * nothing a test started outlives the test, however the test process ends;
  * th_proc_stop_clean; th_http against a minimal HTTP/1.1 server. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <errno.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,6 +24,7 @@
 
 #include "th.h"
 #include "th_http.h"
+#include "th_stack.h"
 
 /* A stand-in for a service: writes the ready file named by its last argument, logs a line to
  * stderr and waits for a signal. */
@@ -116,6 +120,76 @@ static void dirs_removed_at_exit(void **state)
         if (keep)
             th_rmtree(dir);
     }
+}
+
+/* A driver process (standing in for a test binary) starts a fake whose shell runs commands of
+ * its own and a real attestation-verifier, then is ended by |sig|. This process is a child
+ * subreaper, so whatever the driver leaves behind is re-parented here: waitpid(-1) reaching
+ * ECHILD proves that no process is left, and that the two procs themselves were reaped. */
+static void driver_ended_by(int sig)
+{
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t driver = fork();
+    assert_true(driver >= 0);
+    if (driver == 0) {
+        close(fds[0]);
+        th_proc_t fake, av;
+        const char *flags[] = {"--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0", NULL};
+        if (th_proc_start(&fake, FAKE, 20000) != 0 ||
+            th_start(&av, "attestation-verifier", flags, NULL, 30000) != 0)
+            _exit(3);
+        pid_t pids[2] = {fake.pid, av.pid};
+        if (write(fds[1], pids, sizeof(pids)) != (ssize_t)sizeof(pids))
+            _exit(4);
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    pid_t pids[2] = {0, 0};
+    ssize_t n = read(fds[0], pids, sizeof(pids));
+    close(fds[0]);
+    kill(driver, sig);
+    int st;
+    assert_int_equal(waitpid(driver, &st, 0), driver);
+    assert_int_equal(n, (ssize_t)sizeof(pids));
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == sig);
+
+    int reaped[2] = {0, 0}, left = 1;
+    long long end = th_now_ms() + 20000;
+    while (th_now_ms() < end) {
+        pid_t r = waitpid(-1, &st, WNOHANG);
+        if (r < 0 && errno == ECHILD) {
+            left = 0;
+            break;
+        }
+        for (int i = 0; i < 2; i++)
+            reaped[i] |= r == pids[i];
+        if (r == 0)
+            usleep(10000);
+    }
+    if (left) { /* leave nothing behind even when failing */
+        kill(-pids[0], SIGKILL), kill(-pids[1], SIGKILL);
+        kill(pids[0], SIGKILL), kill(pids[1], SIGKILL);
+        while (waitpid(-1, NULL, 0) > 0) {
+        }
+    }
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+    assert_false(left);
+    assert_true(reaped[0] && reaped[1]);
+}
+
+static void nothing_left_after_sigkill(void **state)
+{
+    (void)state;
+    driver_ended_by(SIGKILL); /* as a ctest timeout's last resort: no handler runs */
+}
+
+static void nothing_left_after_sigterm(void **state)
+{
+    (void)state;
+    driver_ended_by(SIGTERM); /* as a ctest timeout */
 }
 
 /* th_proc_stop_clean: 0 only for an exit 0 after SIGTERM. */
@@ -219,6 +293,8 @@ int main(void)
         cmocka_unit_test(cleanup_kills_a_running_proc),
         cmocka_unit_test(dirs_removed_at_exit),
         cmocka_unit_test(stop_clean_wants_exit_0),
+        cmocka_unit_test(nothing_left_after_sigkill),
+        cmocka_unit_test(nothing_left_after_sigterm),
         cmocka_unit_test(http_request_and_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,8 @@
 
 #include <cJSON.h>
 
+#include "cm_alloc.h"
+
 long long th_now_ms(void)
 {
     struct timespec ts;
@@ -56,13 +58,13 @@ char *th_read_file(const char *path, size_t *len)
     if (!f)
         return NULL;
     size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
+    char *buf = cm_xmalloc(cap);
     size_t r;
     while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += r;
         if (cap - n < 2) {
             cap *= 2;
-            buf = realloc(buf, cap);
+            buf = cm_xrealloc(buf, cap);
         }
     }
     fclose(f);
@@ -132,13 +134,8 @@ static void dirs_add(const char *dir)
         ndirs = 0;
     }
     dirs_owner = getpid();
-    char **n = realloc(dirs, (ndirs + 1) * sizeof(*n));
-    if (n) {
-        dirs = n;
-        dirs[ndirs] = strdup(dir);
-        if (dirs[ndirs])
-            ndirs++;
-    }
+    dirs = cm_xreallocarray(dirs, ndirs + 1, sizeof(*dirs));
+    dirs[ndirs++] = cm_xstrdup(dir);
     pthread_mutex_unlock(&dirs_mu);
 }
 
@@ -151,6 +148,144 @@ static int proc_dir(const th_proc_t *p, char *buf, size_t cap)
     memcpy(buf, p->log_path, (size_t)(slash - p->log_path));
     buf[slash - p->log_path] = '\0';
     return strstr(buf, "th-proc") ? 0 : -1;
+}
+
+/* ---- every process a test started dies with the test --------------------------------------
+ *
+ * ctest's timeout signals the test process only, and a failed assertion may skip a test's
+ * stop calls. So each child runs in its own process group (its own children included) and:
+ *  - gets SIGKILL from the kernel when the test process dies, however it dies (SIGKILL too):
+ *    prctl(PR_SET_PDEATHSIG) between fork and exec. The death signal follows the thread that
+ *    forked, so procs are started from the test's main thread;
+ *  - has its whole group killed by the test process at exit and on a fatal signal (SIGTERM
+ *    from ctest, SIGINT, SIGABRT, ...): that also catches the grandchildren (a shell's
+ *    commands, a fake's helpers), which the death signal does not reach.
+ * The table is fixed-size and lock-free so the signal handler can walk it. */
+#define TH_MAX_LIVE 256
+static pid_t live[TH_MAX_LIVE]; /* process group ids (= the child's pid); 0 = free slot */
+static pid_t live_owner;        /* the process that started them; forked kids leave them be */
+
+static void live_kill_all(void)
+{
+    if (__atomic_load_n(&live_owner, __ATOMIC_ACQUIRE) != getpid())
+        return;
+    for (size_t i = 0; i < TH_MAX_LIVE; i++) {
+        pid_t pg = __atomic_load_n(&live[i], __ATOMIC_ACQUIRE);
+        if (pg > 0) {
+            kill(-pg, SIGKILL);
+            kill(pg, SIGKILL); /* in case it never got its own group */
+        }
+    }
+}
+
+static const int fatal_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGABRT,
+                                    SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+static struct sigaction fatal_prev[sizeof(fatal_signals) / sizeof(fatal_signals[0])];
+
+/* Async-signal-safe: kill(), sigaction(), raise() only. */
+static void on_fatal_signal(int sig)
+{
+    live_kill_all();
+    for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
+        if (fatal_signals[i] == sig) {
+            sigaction(sig, &fatal_prev[i], NULL);
+            break;
+        }
+    }
+    raise(sig); /* the previous disposition (default: die) now decides */
+}
+
+static void live_at_exit(void)
+{
+    live_kill_all();
+    if (live_owner != getpid())
+        return;
+    for (size_t i = 0; i < TH_MAX_LIVE; i++) {
+        pid_t pg = __atomic_exchange_n(&live[i], 0, __ATOMIC_ACQ_REL);
+        if (pg > 0)
+            waitpid(pg, NULL, 0);
+    }
+}
+
+static pthread_once_t live_once = PTHREAD_ONCE_INIT;
+
+static void live_install(void)
+{
+    atexit(live_at_exit);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
+        struct sigaction cur;
+        /* A test that handles a signal itself (or ignores it) keeps it. */
+        if (sigaction(fatal_signals[i], NULL, &cur) == 0 && cur.sa_handler == SIG_DFL)
+            sigaction(fatal_signals[i], &sa, &fatal_prev[i]);
+    }
+}
+
+static void live_add(pid_t pid)
+{
+    pthread_once(&live_once, live_install);
+    pid_t me = getpid();
+    if (__atomic_load_n(&live_owner, __ATOMIC_ACQUIRE) != me) {
+        /* A forked child: the inherited entries are its parent's procs, not its own. */
+        for (size_t i = 0; i < TH_MAX_LIVE; i++)
+            __atomic_store_n(&live[i], 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&live_owner, me, __ATOMIC_RELEASE);
+    }
+    for (size_t i = 0; i < TH_MAX_LIVE; i++) {
+        pid_t expect = 0;
+        if (__atomic_compare_exchange_n(&live[i], &expect, pid, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return;
+    }
+    fprintf(stderr, "th: over %d live procs; pid %d is not tracked\n", TH_MAX_LIVE, (int)pid);
+}
+
+static void live_remove(pid_t pid)
+{
+    for (size_t i = 0; i < TH_MAX_LIVE; i++) {
+        pid_t expect = pid;
+        if (__atomic_compare_exchange_n(&live[i], &expect, 0, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return;
+    }
+}
+
+/* 1 when |pid| has exited (it is left unreaped). */
+static int exited(pid_t pid)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
+/* Kills what is left of |pid|'s process group, then reaps |pid| (which has exited or was
+ * killed). The group is killed while |pid| is still unreaped, so its id cannot have been
+ * reused. Returns the wait status. */
+static int reap_group(pid_t pid)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT);
+    kill(-pid, SIGKILL);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    live_remove(pid);
+    return st;
+}
+
+/* In the child, between fork and exec: own process group, killed when the test dies. */
+static void child_bind_to_parent(pid_t parent)
+{
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) /* the parent died before the death signal was armed */
+        _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 void th_proc_cleanup(th_proc_t *p)
@@ -200,10 +335,7 @@ int th_proc_start(th_proc_t *p, char *const argv[], int timeout_ms)
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        /* Dies with the test, also when ctest kills the test on a timeout. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(125);
+        child_bind_to_parent(parent);
         int fd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd >= 0) {
             dup2(fd, 2);
@@ -212,11 +344,13 @@ int th_proc_start(th_proc_t *p, char *const argv[], int timeout_ms)
         execv(args[0], args);
         _exit(127);
     }
+    setpgid(pid, pid); /* also here: no window where a group kill would miss it */
+    live_add(pid);
     p->pid = pid;
     long long end = th_now_ms() + timeout_ms;
     while (th_now_ms() < end) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
+        if (exited(pid)) {
+            int st = reap_group(pid);
             fprintf(stderr, "th: %s exited early (status %d); log %s\n", args[0], st, p->log_path);
             p->pid = 0;
             return -1;
@@ -256,8 +390,8 @@ int th_proc_stop(th_proc_t *p, int sig, int timeout_ms)
     kill(p->pid, sig);
     long long end = th_now_ms() + timeout_ms;
     while (th_now_ms() < end) {
-        int st;
-        if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+        if (exited(p->pid)) {
+            int st = reap_group(p->pid);
             p->pid = 0;
             free(p->ready_json);
             p->ready_json = NULL;
@@ -283,7 +417,7 @@ void th_proc_kill9(th_proc_t *p)
 {
     if (p->pid > 0) {
         kill(p->pid, SIGKILL);
-        waitpid(p->pid, NULL, 0);
+        reap_group(p->pid);
     }
     p->pid = 0;
     free(p->ready_json);

@@ -1,7 +1,13 @@
 /* th: test harness for integration tests that run the real binaries on ephemeral ports.
  *
  * th_proc_start() runs a binary with --ready-file pointing into a fresh temp directory and
- * waits until the process wrote it (all listeners bound); ports are then read from it. */
+ * waits until the process wrote it (all listeners bound); ports are then read from it.
+ *
+ * Nothing a test starts outlives it: each proc runs in its own process group, gets SIGKILL from
+ * the kernel when the test process dies (even by SIGKILL, e.g. a ctest timeout), and its whole
+ * group is killed when the test process exits or gets a fatal signal (SIGTERM, SIGINT, SIGABRT,
+ * ...). Start procs from the test's main thread: the kernel's death signal follows the thread
+ * that forked. tests/harness/th_proc.py does the same for Python tests. */
 #ifndef TH_H
 #define TH_H
 

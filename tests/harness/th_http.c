@@ -1,5 +1,7 @@
 #include "th_http.h"
 
+#include "cm_alloc.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +11,7 @@ static size_t on_body(char *p, size_t sz, size_t n, void *u)
 {
     th_http_resp_t *r = u;
     size_t k = sz * n;
-    char *nb = realloc(r->body, r->len + k + 1);
+    char *nb = cm_tryrealloc(r->body, r->len + k + 1); /* a peer's size: fail the transfer */
     if (!nb)
         return 0;
     memcpy(nb + r->len, p, k);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cm_alloc.h"
 #include "tigress/push/v1/push_dispatch.pb-c.h"
 
 static char keys[512];
@@ -271,11 +272,11 @@ int pdt_enqueue_many(pdt_t *t, const char *prefix, int first, int n, int nmb, in
                      const char *type, int64_t expires_ms)
 {
     int total = 0;
-    Tigress__Push__V1__Notification *arr = calloc((size_t)batch, sizeof(*arr));
-    Tigress__Push__V1__Notification **ptr = calloc((size_t)batch, sizeof(*ptr));
-    char(*ids)[64] = calloc((size_t)batch, 64);
-    char(*mbs)[64] = calloc((size_t)batch, 64);
-    char(*toks)[65] = calloc((size_t)batch, 65);
+    Tigress__Push__V1__Notification *arr = cm_xcalloc((size_t)batch, sizeof(*arr));
+    Tigress__Push__V1__Notification **ptr = cm_xcalloc((size_t)batch, sizeof(*ptr));
+    char(*ids)[64] = cm_xcalloc((size_t)batch, 64);
+    char(*mbs)[64] = cm_xcalloc((size_t)batch, 64);
+    char(*toks)[65] = cm_xcalloc((size_t)batch, 65);
     for (int i = first; i < first + n; i += batch) {
         int k = 0;
         for (; k < batch && i + k < first + n; k++) {
@@ -363,9 +364,9 @@ int pdt_count_distinct(pdt_t *t, const char *kind, int status)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 256;
-            v = realloc(v, cap * sizeof(*v));
+            v = cm_xreallocarray(v, cap, sizeof(*v));
         }
-        v[n++] = strdup(tok);
+        v[n++] = cm_xstrdup(tok);
     }
     fclose(f);
     qsort(v, n, sizeof(*v), cmpstr);

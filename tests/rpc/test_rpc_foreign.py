@@ -20,6 +20,9 @@ import time
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+import th_proc  # noqa: E402  (the server dies with this test, however it ends)
+
 FAILS = []
 
 
@@ -58,7 +61,7 @@ def load_messages(proto_dir, tmp):
 def start_server(binary, tmp, extra):
     ready = os.path.join(tmp, "ready.json")
     log = open(os.path.join(tmp, "server.log"), "w")
-    p = subprocess.Popen([binary, "--ready-file=" + ready] + extra, stderr=log)
+    p = th_proc.spawn([binary, "--ready-file=" + ready] + extra, stderr=log)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if os.path.exists(ready):
@@ -67,7 +70,7 @@ def start_server(binary, tmp, extra):
         if p.poll() is not None:
             break
         time.sleep(0.02)
-    p.kill()
+    th_proc.kill_all()
     raise SystemExit("server did not become ready")
 
 
@@ -169,9 +172,7 @@ def main():
         check(result.get("r") == "sleep:800", "in-flight call completed during drain (%s)" % result)
         ch.close()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        th_proc.kill_all()
     with open(os.path.join(tmp, "server.log")) as f:
         lines = [l for l in f.read().splitlines() if l.strip()]
     bad = [l for l in lines if not l.startswith("{")]
