@@ -402,6 +402,8 @@ static void backoff_reset(pg_engine_t *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+static void release(pg_engine_t *e, slot_t *s);
+
 /* A connection for one call: waits up to one statement timeout for a free slot, connects it
  * when needed (not during a back-off), makes sure the schema exists. *reused says whether the
  * connection was already open (it may have died meanwhile). */
@@ -418,9 +420,12 @@ static ms_err_t acquire(pg_engine_t *e, slot_t **out, int *reused)
     slot_t *s = NULL;
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        for (int i = 0; i < e->nslots && !s; i++) {
-            if (!e->slots[i].busy)
-                s = &e->slots[i];
+        /* A free slot with an open connection first: connections are made only when needed. */
+        for (int pass = 0; pass < 2 && !s; pass++) {
+            for (int i = 0; i < e->nslots && !s; i++) {
+                if (!e->slots[i].busy && (pass || e->slots[i].conn))
+                    s = &e->slots[i];
+            }
         }
         if (s || pthread_cond_timedwait(&e->freed, &e->mu, &until) == ETIMEDOUT)
             break;
@@ -450,10 +455,7 @@ static ms_err_t acquire(pg_engine_t *e, slot_t **out, int *reused)
         pthread_mutex_unlock(&e->mu);
     }
     if (err != MS_OK) {
-        pthread_mutex_lock(&e->mu);
-        s->busy = 0;
-        pthread_cond_signal(&e->freed);
-        pthread_mutex_unlock(&e->mu);
+        release(e, s);
         return err;
     }
     *out = s;

@@ -9,7 +9,11 @@
  * new connection finds the promoted primary by itself. A pool of |pool_size| connections;
  * a call waits at most one statement timeout for a free one. Every session runs with
  * statement_timeout = |statement_timeout_ms| and idle_in_transaction_session_timeout of four
- * times that (a replica that stops mid-transaction cannot hold a row lock for long).
+ * times that (a replica that stops mid-transaction cannot hold a row lock for long). The client
+ * bounds every statement too: past the timeout + 1 s it cancels it (the only bound on a COMMIT
+ * waiting for a synchronous standby) and gives the connection up 2 s later. A COMMIT that then
+ * answers with a WARNING (committed locally, not confirmed by the standby) is reported as
+ * MS_ERR_UNAVAILABLE, never as acknowledged.
  *
  * Unreachable database: a failed connect answers MS_ERR_UNAVAILABLE and backs off (50 ms
  * doubling to 2 s) during which calls fail at once instead of each waiting for a connect
