@@ -173,6 +173,13 @@ ms_err_t ms_core_token_open(ms_core_t *c, const char *mailbox_id, ms_blob_t seal
     *out = xmalloc(sealed.n);
     if (sealed.n == 0)
         return MS_OK;
+    /* Written in clear by a version before sealing: tokens are text, so their first byte is
+     * never the (binary) seal version. Read as they are; sealed when next written. */
+    if (sealed.p[0] != CM_SEAL_VERSION) {
+        memcpy(*out, sealed.p, sealed.n);
+        *len = sealed.n;
+        return MS_OK;
+    }
     cm_seal_err_t rc = cm_seal_decrypt(c->tokens, mailbox_id, strlen(mailbox_id), sealed.p,
                                        sealed.n, *out, len, NULL);
     if (rc != CM_SEAL_OK) {

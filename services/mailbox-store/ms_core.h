@@ -233,9 +233,10 @@ int ms_core_claim_matches(ms_core_t *c, const char *claim, size_t len,
 
 /* Token data -> the bytes stored in records and outbox entries of mailbox |mailbox_id| (*out
  * malloc'd, caller frees; sealed under the primary token key, the mailbox id as associated
- * data), and back. Empty data stays empty (no token). MS_OK; MS_ERR_INTERNAL (seal), or
- * MS_ERR_CORRUPT (open: tampered, moved to another mailbox, or under a key the ring no longer
- * holds). */
+ * data), and back. Empty data stays empty (no token); data stored in clear by a version
+ * before sealing (not starting with the seal version byte; tokens are text) opens as it is.
+ * MS_OK; MS_ERR_INTERNAL (seal), or MS_ERR_CORRUPT (open: tampered, moved to another mailbox,
+ * or under a key the ring no longer holds). */
 ms_err_t ms_core_token_seal(ms_core_t *c, const char *mailbox_id, ms_blob_t plain, uint8_t **out,
                             size_t *len);
 ms_err_t ms_core_token_open(ms_core_t *c, const char *mailbox_id, ms_blob_t sealed, uint8_t **out,

@@ -151,11 +151,16 @@ static void deliver(pd_dispatch_t *d, pd_entry_t *e)
             pd_queue_finish(d->q, e, 0);
             return;
         }
-        count("push_dispatch_retried_total", "Delivery attempts to be retried", e->type, NULL);
         CM_DEBUG(NULL, "notification %s via %s: %d %s, retry in %" PRId64 " ms", e->id, p->name,
                  r.http_status, r.reason, delay);
         e->next_ms = now + delay;
-        pd_queue_finish(d->q, e, 1);
+        char type[sizeof(e->type)];
+        memcpy(type, e->type, sizeof(type));
+        /* Cancelled while this attempt ran (CancelMailbox, CancelRecipient): no retry. */
+        if (pd_queue_finish(d->q, e, 1))
+            pd_metric_dropped(type, "cancelled");
+        else
+            count("push_dispatch_retried_total", "Delivery attempts to be retried", type, NULL);
         return;
     }
     default:

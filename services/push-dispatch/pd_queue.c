@@ -738,9 +738,10 @@ int pd_queue_take(pd_queue_t *q, pd_entry_t **out)
     return 0;
 }
 
-void pd_queue_finish(pd_queue_t *q, pd_entry_t *e, int retry)
+int pd_queue_finish(pd_queue_t *q, pd_entry_t *e, int retry)
 {
     char k[2 * PD_ID_MAX + 8], v[32];
+    int cancelled;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
 
     pthread_mutex_lock(&q->lock);
@@ -751,6 +752,7 @@ void pd_queue_finish(pd_queue_t *q, pd_entry_t *e, int retry)
         }
     }
     size_t kl = qkey(k, sizeof(k), 'q', e->mailbox, e->id);
+    cancelled = retry && e->cancelled;
     if (retry && !e->cancelled) {
         uint8_t *pv;
         size_t pl = pack_entry(q, e, &pv);
@@ -777,6 +779,7 @@ void pd_queue_finish(pd_queue_t *q, pd_entry_t *e, int retry)
     pthread_mutex_unlock(&q->lock);
     rocksdb_writebatch_destroy(wb);
     pd_entry_free(e);
+    return cancelled;
 }
 
 void pd_queue_stop(pd_queue_t *q)

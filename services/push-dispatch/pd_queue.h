@@ -63,8 +63,9 @@ int pd_queue_take(pd_queue_t *q, pd_entry_t **out);
 
 /* Ends a delivery attempt of |e| (ownership comes back). |retry|: 0 = handled (delete it and
  * remember its id), 1 = keep it for another attempt at e->next_ms with e->attempts updated
- * (unless its mailbox was cancelled meanwhile, then it is handled). */
-void pd_queue_finish(pd_queue_t *q, pd_entry_t *e, int retry);
+ * (unless its mailbox or recipient was cancelled meanwhile, then it is handled and 1 is
+ * returned, so the caller counts it as cancelled). Returns 0 otherwise. */
+int pd_queue_finish(pd_queue_t *q, pd_entry_t *e, int retry);
 
 /* Wakes every taker; takes then fail. */
 void pd_queue_stop(pd_queue_t *q);

@@ -209,6 +209,12 @@ static void rotation(void **state)
     assert_int_equal(pl, 5);
     assert_memory_equal(plain, "TOK-A", 5);
     free(plain);
+    /* A token stored in clear by a version before sealing still opens (as it is). */
+    ms_blob_t clear = {(const uint8_t *)"https://hook/x", 14};
+    assert_int_equal(ms_core_token_open(fx->core, ID1, clear, &plain, &pl), MS_OK);
+    assert_int_equal(pl, 14);
+    assert_memory_equal(plain, "https://hook/x", 14);
+    free(plain);
     free(raw);
 
     /* The outbox: the notification written under key 1, the one written after the rotation
