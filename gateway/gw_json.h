@@ -1,6 +1,6 @@
 /* gw_json: the pure (no I/O, no threads) half of the public API v1: request body parsing and
- * validation into C structs, response bodies, the attestation header format, the gRPC -> HTTP
- * status mapping, and the small text checks they need (UTF-8, RFC 3339, media type).
+ * validation into C structs, response bodies, the attestation header format, and the small text
+ * checks they need (UTF-8, RFC 3339, media type).
  *
  * Everything here is deterministic given its inputs (the clock is a parameter), so it is unit
  * tested and fuzzed without a server. Validation follows issue 3 §2; where 001 leaves a choice
@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "cm_uuid.h"
+#include "gw_err.h"
 
 /* Byte caps of the display strings (issue 3 §2). */
 #define GW_TITLE_MAX 256
@@ -24,10 +25,10 @@
 /* Correlation ids are echoed back; anything longer is not a UUID-like id. */
 #define GW_CORRELATION_ID_MAX 128
 
-/* A validation failure: |code| is the stable machine code of the error body (a static string),
+/* A validation failure: |err| gives the status and the machine code of the answer (gw_err.h),
  * |message| a short human text naming the field; neither carries request data. */
 typedef struct {
-    const char *code;
+    gw_err_t err;
     char message[160];
 } gw_json_err_t;
 
@@ -94,7 +95,8 @@ int gw_json_parse_attestation(const char *value, uint8_t **att_obj, size_t *att_
 
 /* ---- response bodies (malloc'd NUL-terminated JSON; *len gets the length; NULL on OOM) --- */
 
-char *gw_json_error_body(const char *code, const char *message, size_t *len);
+/* {"error":{"code":<gw_err_code(err)>,"message":<message, or gw_err_message(err) if NULL>}} */
+char *gw_json_error_body(gw_err_t err, const char *message, size_t *len);
 char *gw_json_create_response(const char *url_link, int push_supported, size_t *len);
 /* |expires_at_ms| is rendered as RFC 3339 UTC with second precision. */
 char *gw_json_read_response(const char *title, const char *description, const char *image_url,
@@ -127,13 +129,5 @@ int gw_correlation_id_valid(const char *s);
  * come from SHA-256 over both values (the claim is the device's secret). */
 void gw_derive_mailbox_id(const char *claim, const char *correlation_id,
                           char out[CM_UUID_STRLEN + 1]);
-
-/* Mapping of a backend's gRPC status (|code| is a grpc_status_code) to the public answer. */
-typedef struct {
-    int http_status;
-    const char *code;    /* error code of the body (unused for 2xx) */
-    const char *message; /* generic text, never the backend's own message */
-} gw_status_map_t;
-gw_status_map_t gw_status_from_grpc(int code);
 
 #endif

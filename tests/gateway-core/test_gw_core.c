@@ -1,4 +1,4 @@
-/* Protocol-level tests of the gateway core: the real gateway main.c + gateway_core, with the
+/* Protocol-level tests of the gateway core: the gateway's process runner + gateway_core, with the
  * test API of test_api.c, run as a process (gw_core_testd) and driven by libcurl, raw sockets
  * and python3-h2 probes (h2probe.py). */
 #include <arpa/inet.h>
