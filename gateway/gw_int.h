@@ -50,7 +50,7 @@ struct gw_loop {
     pthread_t thread;
     int thread_started;
     struct evconnlistener *lis[2];      /* owned; [0] cleartext, [1] TLS; NULL once draining */
-    struct event *post_ev;              /* owned; user event run by gw_req_post() */
+    struct event *post_ev;              /* owned; user event run by gw_loop_post() */
     struct event *tick_ev;              /* owned; periodic timeout scan */
     struct event *defer_ev;             /* owned; zero timeout that runs the deferred list */
     gw_post_t *defer_head, *defer_tail; /* owned queue of gw_req_defer(); loop thread only */

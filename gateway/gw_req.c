@@ -68,6 +68,7 @@ void gw_req_loopback_free(gw_req_t *r)
     if (!r)
         return;
     r->held = 0;
+    r->on_response = NULL; /* an answer that comes later is dropped */
     if (!r->responded)
         r->cancelled = 1;
     gw_req_maybe_free(r);
