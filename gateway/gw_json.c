@@ -413,7 +413,7 @@ static int parse_token(const cJSON *root, int required, gw_token_t *t, gw_json_e
     if (want_str(obj, "type", "notificationToken.type", 0, 64, &type, err))
         return -1;
     if (!type && want_str(obj, "name", "notificationToken.type", 1, 64, &type, err))
-        return -1; /* 001 figure 3 calls it "name" */
+        return -1; /* the draft's figure 3 calls it "name" */
     int known = 0;
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         known |= strcmp(type, types[i]) == 0;

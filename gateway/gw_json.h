@@ -3,8 +3,8 @@
  * checks they need (UTF-8, RFC 3339, media type).
  *
  * Everything here is deterministic given its inputs (the clock is a parameter), so it is unit
- * tested and fuzzed without a server. Validation follows issue 3 §2; where 001 leaves a choice
- * open, the choice is stated at the function. */
+ * tested and fuzzed without a server. Validation follows the draft as gateway/API.md describes it;
+ * where the draft leaves a choice open, the choice is stated at the function. */
 #ifndef GW_JSON_H
 #define GW_JSON_H
 
@@ -14,13 +14,13 @@
 #include "cm_uuid.h"
 #include "gw_err.h"
 
-/* Byte caps of the display strings (issue 3 §2). */
+/* Byte caps of the display strings (gateway/API.md). */
 #define GW_TITLE_MAX 256
 #define GW_DESCRIPTION_MAX 1024
 #define GW_IMAGE_URL_MAX 2048
-/* Not in 001: bounds a push token so one mailbox cannot carry an arbitrary blob. */
+/* Not in the draft: bounds a push token so one mailbox cannot carry an arbitrary blob. */
 #define GW_TOKEN_DATA_MAX 4096
-/* IV (12) + GCM tag (16): the smallest ciphertext 001 §7 can produce. */
+/* IV (12) + GCM tag (16): the smallest ciphertext the draft (§7) can produce. */
 #define GW_PAYLOAD_MIN 28
 /* Correlation ids are echoed back; anything longer is not a UUID-like id. */
 #define GW_CORRELATION_ID_MAX 128
@@ -69,7 +69,7 @@ typedef struct {
  *  - payload {type, data}: data is base64, standard or URL alphabet, padding optional;
  *  - displayInformation: an object with a string title; description and imageUrl (or
  *    imageURL) optional strings; byte caps above;
- *  - notificationToken: optional; when present type (or 001 figure 3's "name") and tokenData
+ *  - notificationToken: optional; when present type (or the draft's figure 3 "name") and tokenData
  *    are required non-empty strings and type is a known provider;
  *  - mailboxConfiguration: required; accessRights optional but, when present, a non-empty
  *    subset of "RWD" without repeats (any order, upper case); timeToLive (decimal string or
@@ -81,13 +81,14 @@ int gw_json_parse_create(const uint8_t *body, size_t len, int64_t now_ms, int64_
                          gw_create_body_t *out, gw_json_err_t *err);
 void gw_create_body_free(gw_create_body_t *b);
 
-/* Parses an UpdateMailbox body: payload and notificationToken both required (001 §6.2.4),
+/* Parses an UpdateMailbox body: payload and notificationToken both required (draft §6.2.4),
  * same field rules as Create. Returns 0 or -1 with |err|. */
 int gw_json_parse_update(const uint8_t *body, size_t len, gw_update_body_t *out,
                          gw_json_err_t *err);
 void gw_update_body_free(gw_update_body_t *b);
 
-/* The deviceAttestation header (issue 5 §2): base64url (padding optional) of a JSON object
+/* The deviceAttestation header (gateway/API.md, Attestation): base64url (padding optional) of a
+ * JSON object
  * {"attestationObject": b64url, "clientDataJSON": b64url}. Returns 0 and two malloc'd buffers,
  * or -1 when the value is not in that format (the caller answers 401). */
 int gw_json_parse_attestation(const char *value, uint8_t **att_obj, size_t *att_obj_len,

@@ -234,7 +234,7 @@ static char *make_attestation(const uint8_t *payload, size_t plen)
     return out;
 }
 
-/* Issue 5 §2/§3 through the gateway, with the real attestation-verifier: a valid attestation
+/* Device attestation with the real attestation-verifier: a valid attestation
  * over the payload creates the mailbox; the same attestation with one payload byte changed is
  * refused with 401 and nothing is stored; Update is checked the same way. */
 static void attestation_verified(void **state)

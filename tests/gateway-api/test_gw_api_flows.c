@@ -113,7 +113,7 @@ static void duplicate_and_existing(void **state)
     assert_string_equal(th_http_header(&r2, "mailbox-correlation-id"), corr);
     th_http_resp_free(&r1);
     th_http_resp_free(&r2);
-    /* the same id with a new correlation id: the id exists -> 401 (001 §6.1.5) */
+    /* the same id with a new correlation id: the id exists -> 401 (draft §6.1.5) */
     char corr2[37], claim2[37];
     th_api_uuid(corr2);
     th_api_uuid(claim2);

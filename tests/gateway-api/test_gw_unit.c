@@ -1,4 +1,4 @@
-/* Unit tests of the gateway API's pure half: body validation (issue 3 §2), response bodies,
+/* Unit tests of the gateway API's pure half: body validation (gateway/API.md), response bodies,
  * the attestation header format, status mapping, UTF-8, RFC 3339 and the preview page. No
  * server, no backend. */
 #include <setjmp.h>

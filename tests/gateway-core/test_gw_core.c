@@ -418,7 +418,7 @@ static void test_body_limit(void **state)
         assert_non_null(strstr(r.body.data, "payload_too_large"));
         resp_free(&r);
     }
-    /* the core's own 413 echoes the correlation id like every API answer (issue 3 §2), under
+    /* the core's own 413 echoes the correlation id like every API answer (gateway/API.md), under
      * the name it came with, in both protocols */
     for (int i = 0; i < 2; i++) {
         memset(&r, 0, sizeof(r));
