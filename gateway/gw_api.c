@@ -109,21 +109,9 @@ void gw_api_free(gw_api_t *api)
 
 /* ---- responses --------------------------------------------------------------------------- */
 
-/* Echoes the correlation id under the name(s) it came with. Invalid values are refused before
- * any answer but that 400, which echoes nothing. */
-static void echo_correlation(gw_req_t *r)
-{
-    static const char *const names[] = {"mailbox-correlation-id", "mailbox-request-id"};
-    for (size_t i = 0; i < 2; i++) {
-        const char *v = gw_req_header(r, names[i]);
-        if (v && gw_correlation_id_valid(v))
-            gw_req_add_header(r, names[i], v);
-    }
-}
-
 static void send_json(gw_req_t *r, int status, const char *body, size_t len)
 {
-    echo_correlation(r);
+    gw_req_echo_correlation(r);
     gw_req_add_header(r, "cache-control", "no-store");
     gw_req_add_header(r, "x-content-type-options", "nosniff");
     gw_req_respond(r, status, "application/json", body, len);
@@ -382,7 +370,7 @@ static void answer_read_display(api_ctx_t *c, const ProtobufCMessage *resp)
         return;
     }
     gw_req_t *r = c->r;
-    echo_correlation(r);
+    gw_req_echo_correlation(r);
     gw_req_add_header(r, "cache-control", "no-store");
     gw_req_add_header(r, "content-security-policy", GW_PREVIEW_CSP);
     gw_req_add_header(r, "x-content-type-options", "nosniff");
@@ -598,9 +586,8 @@ static void attest_then_store(api_ctx_t *c, const gw_payload_t *payload)
 /* Common header checks of the mailbox routes. Answers and returns -1 on failure. */
 static int check_common(gw_req_t *r, api_ctx_t *c, int need_claim)
 {
-    static const char *const corr_names[] = {"mailbox-correlation-id", "mailbox-request-id"};
     for (size_t i = 0; i < 2; i++) {
-        const char *v = gw_req_header(r, corr_names[i]);
+        const char *v = gw_req_header(r, gw_correlation_headers[i]);
         if (!v)
             continue;
         if (!gw_correlation_id_valid(v)) {

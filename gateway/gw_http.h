@@ -37,6 +37,10 @@ int gw_req_is_tls(const gw_req_t *r);
 /* Server-chosen id for logs and x-request-id to backends (never derived from the client). */
 const char *gw_req_id(const gw_req_t *r);
 
+/* Echoes the request's correlation id onto the response under the name it came with, when
+ * valid (gw_corr.h). Call before gw_req_respond. */
+void gw_req_echo_correlation(gw_req_t *r);
+
 /* Route label for the access log and metrics, e.g. "create" (a static string). */
 void gw_req_set_route(gw_req_t *r, const char *route);
 

@@ -188,18 +188,6 @@ int gw_media_type_is_json(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
-int gw_correlation_id_valid(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++) {
-        if ((unsigned char)s[n] < 0x21 || (unsigned char)s[n] > 0x7e)
-            return 0;
-        if (n >= GW_CORRELATION_ID_MAX)
-            return 0;
-    }
-    return n > 0;
-}
-
 void gw_derive_mailbox_id(const char *claim, const char *correlation_id,
                           char out[CM_UUID_STRLEN + 1])
 {

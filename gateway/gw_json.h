@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "cm_uuid.h"
+#include "gw_corr.h"
 #include "gw_err.h"
 
 /* Byte caps of the display strings (gateway/API.md). */
@@ -22,8 +23,6 @@
 #define GW_TOKEN_DATA_MAX 4096
 /* IV (12) + GCM tag (16): the smallest ciphertext the draft (§7) can produce. */
 #define GW_PAYLOAD_MIN 28
-/* Correlation ids are echoed back; anything longer is not a UUID-like id. */
-#define GW_CORRELATION_ID_MAX 128
 
 /* A validation failure: |err| gives the status and the machine code of the answer (gw_err.h),
  * |message| a short human text naming the field; neither carries request data. */
@@ -119,10 +118,6 @@ void gw_rfc3339_format(int64_t ms, char out[32]);
 /* 1 when a Content-Type value names application/json (case-insensitive, parameters allowed);
  * else 0 (also for NULL). */
 int gw_media_type_is_json(const char *content_type);
-
-/* 1 when a client-supplied correlation id may be echoed and forwarded: 1..128 bytes of visible
- * ASCII. */
-int gw_correlation_id_valid(const char *s);
 
 /* A version 4 UUID derived from the creator's |claim| (canonical) and |correlation_id|, for a
  * Create without mailboxIdentifier against a sharded store: a retry of the same request must

@@ -7,6 +7,7 @@
 
 #include "cm_log.h"
 #include "cm_metrics.h"
+#include "gw_corr.h"
 #include "gw_int.h"
 
 static void *xrealloc(void *p, size_t n)
@@ -231,26 +232,15 @@ const char *gw_status_text(int status)
     }
 }
 
-/* The correlation id is echoed on every answer, errors included: the API does it for its own
- * answers, this does it for the core's (413, 431, 408, 400). Same rule as the API (API.md):
- * 1..128 visible ASCII characters, echoed under the name it came with; anything else is not
- * echoed. A header dropped after the 431 limit was reached is simply not there. */
-static int correlation_valid(const char *v)
+/* The correlation id is echoed on every answer, errors included (gw_corr.h); a header dropped
+ * after the 431 limit was reached is simply not there. */
+void gw_req_echo_correlation(gw_req_t *r)
 {
-    size_t n = 0;
-    for (; v[n]; n++)
-        if ((unsigned char)v[n] <= 0x20 || (unsigned char)v[n] >= 0x7f)
-            return 0;
-    return n >= 1 && n <= 128;
-}
-
-static void echo_correlation(gw_req_t *r)
-{
-    static const char *const names[] = {"mailbox-correlation-id", "mailbox-request-id"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        const char *v = gw_req_header(r, names[i]);
-        if (v && correlation_valid(v))
-            gw_req_add_header(r, names[i], v);
+    for (size_t i = 0; i < sizeof(gw_correlation_headers) / sizeof(gw_correlation_headers[0]);
+         i++) {
+        const char *v = gw_req_header(r, gw_correlation_headers[i]);
+        if (v && gw_correlation_id_valid(v))
+            gw_req_add_header(r, gw_correlation_headers[i], v);
     }
 }
 
@@ -262,7 +252,7 @@ void gw_req_respond_error(gw_req_t *r, gw_err_t err)
     /* code and message are fixed strings without quotes or backslashes */
     int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
                      gw_err_code(err), gw_err_message(err));
-    echo_correlation(r);
+    gw_req_echo_correlation(r);
     if (!r->route)
         r->route = "core";
     r->dispatched = 1; /* an answer now exists, whoever gave it */
