@@ -39,7 +39,8 @@ void th_api_do(const th_api_t *t, const char *method, const char *path, const ch
                         .headers = headers,
                         .body = body,
                         .ca_file = t->ca_file,
-                        .timeout_ms = 15000};
+                        .timeout_ms = 15000,
+                        .empty_post = t->empty_post};
     if (t->inproc) {
         if (th_gwapi_request(t->inproc, &rq, out) != 0)
             fail_msg("%s %s in-process: %s", method, path, out->err);

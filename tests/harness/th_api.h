@@ -17,6 +17,7 @@ typedef struct {
     th_http_proto_t proto; /* network: h1, h2c or TLS; the answer must come in that version */
     int port;              /* network: on 127.0.0.1 */
     const char *ca_file;   /* network, TLS: the CA the server's certificate is checked with */
+    int empty_post;        /* a POST without a body sends an empty one (Content-Length: 0) */
 } th_api_t;
 
 /* "in-process", "h2c", "http/1.1" or "https(h2)". */
