@@ -21,7 +21,10 @@
 #include "gw_backend.h"
 #include "gw_http.h"
 #include "gw_json.h"
+#include "gw_openapi.h"
 #include "gw_preview.h"
+#include "gw_pubconfig.h"
+#include "gw_ratelimit.h"
 #include "tigress/attest/v1/attestation_verifier.pb-c.h"
 #include "tigress/mailbox/v1/mailbox_store.pb-c.h"
 
@@ -130,6 +133,13 @@ int gw_api_start(int nloops)
     };
     if (gw_backend_start(&bc) != 0)
         return -1;
+    gw_pubconfig_set_api(&(gw_pubconfig_api_t){
+        .max_ttl_s = C.max_ttl,
+        .attestation_policy = o_attest_policy,
+        .attestation_verifier = have_verifier,
+        .push_supported = o_push_target && *o_push_target ? gw_backend_push_supported : NULL,
+        .push_supported_now = gw_backend_push_supported_now,
+    });
     CM_INFO(NULL,
             "gateway api: store=%s shards=%s push=%s attestation=%s policy=%s "
             "timeout_ms=%lld max_ttl=%lld base_url=%s",
@@ -161,6 +171,7 @@ static void echo_correlation(gw_req_t *r)
 
 static void send_json(gw_req_t *r, int status, const char *body, size_t len)
 {
+    gw_rl_observe(r, status);
     echo_correlation(r);
     gw_req_add_header(r, "cache-control", "no-store");
     gw_req_add_header(r, "x-content-type-options", "nosniff");
@@ -704,6 +715,15 @@ void gw_api_handle(gw_req_t *r)
             handle_readyz(r);
         return;
     }
+    if (!strcmp(path, "/v1/config") || !strcmp(path, "/v1/openapi.json")) {
+        if (path[4] == 'c')
+            gw_pubconfig_handle(r);
+        else
+            gw_openapi_handle(r);
+        return;
+    }
+    if (gw_rl_admit(r) != 0)
+        return;
     if (!strcmp(path, "/v1/m")) {
         gw_req_set_route(r, "create");
         if (strcmp(method, "POST") != 0) {

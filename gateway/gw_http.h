@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 typedef struct gw_req gw_req_t;
+struct sockaddr;
 
 /* ---- provided by the core ---------------------------------------------------------------- */
 
@@ -26,6 +27,10 @@ const char *gw_req_path(const gw_req_t *r);   /* decoded of nothing, query strin
 const char *gw_req_query(const gw_req_t *r);  /* after '?', or "" */
 /* Request header by lowercase name; NULL when absent. With repeated headers, the first. */
 const char *gw_req_header(const gw_req_t *r, const char *lname);
+/* The |idx|-th (from 0) header named |lname|, for one that may repeat; NULL past the last. */
+const char *gw_req_header_at(const gw_req_t *r, const char *lname, int idx);
+/* The TCP peer's address (the client, or the nearest proxy); NULL when unknown. */
+const struct sockaddr *gw_req_peer(const gw_req_t *r);
 const uint8_t *gw_req_body(const gw_req_t *r, size_t *len); /* complete body; may be len 0 */
 int gw_req_has_body(const gw_req_t *r);         /* a body was sent (even an empty chunked one) */
 const char *gw_req_protocol(const gw_req_t *r); /* "h2", "h2c" or "http/1.1" */

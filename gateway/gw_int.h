@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -72,6 +73,7 @@ struct gw_conn {
     gw_conn_t *prev, *next;  /* in loop->conns */
     struct bufferevent *bev; /* owned (closes the fd and frees the SSL) */
     int tls;
+    struct sockaddr_storage peer; /* the TCP peer (ss_family 0 when unknown) */
     gw_proto_t proto;
     gw_h1_t *h1;    /* owned when proto == H1 */
     gw_h2_t *h2;    /* owned when proto == H2 */
@@ -102,10 +104,11 @@ struct gw_req {
     char id[20];
     const char *protocol; /* static */
     int tls;
-    char *method;   /* owned */
-    char *path;     /* owned */
-    char *query;    /* owned */
-    gw_hdr_t *hdrs; /* owned array */
+    struct sockaddr_storage peer; /* copied from the connection: it may go first */
+    char *method;                 /* owned */
+    char *path;                   /* owned */
+    char *query;                  /* owned */
+    gw_hdr_t *hdrs;               /* owned array */
     int nhdrs, caphdrs;
     size_t hdr_bytes;
     uint8_t *body; /* owned */
