@@ -65,8 +65,17 @@ static cm_opt_t api_opts[] = {
 
 cm_opt_t *gw_api_options(size_t *n)
 {
-    *n = sizeof(api_opts) / sizeof(api_opts[0]);
-    return api_opts;
+    /* the API's table, then the rate limiter's and the published configuration's */
+    static cm_opt_t all[sizeof(api_opts) / sizeof(api_opts[0]) + 16];
+    size_t na = sizeof(api_opts) / sizeof(api_opts[0]), nrl = 0, npub = 0;
+    cm_opt_t *rl = gw_rl_options(&nrl), *pub = gw_pubconfig_options(&npub);
+    if (na + nrl + npub > sizeof(all) / sizeof(all[0]))
+        abort();
+    memcpy(all, api_opts, sizeof(api_opts));
+    memcpy(all + na, rl, nrl * sizeof(*rl));
+    memcpy(all + na + nrl, pub, npub * sizeof(*pub));
+    *n = na + nrl + npub;
+    return all;
 }
 
 typedef enum { ATTEST_OFF, ATTEST_IF_PRESENT, ATTEST_REQUIRED } attest_policy_t;
@@ -81,6 +90,8 @@ static struct {
 int gw_api_start(int nloops)
 {
     (void)nloops; /* one poller serves every loop; completions hop back with gw_req_post */
+    if (gw_rl_start() != 0)
+        return -1;
     if (!strcmp(o_attest_policy ? o_attest_policy : "", "off"))
         C.policy = ATTEST_OFF;
     else if (!strcmp(o_attest_policy ? o_attest_policy : "", "verify-if-present"))
@@ -153,6 +164,7 @@ int gw_api_start(int nloops)
 void gw_api_stop(void)
 {
     gw_backend_stop();
+    gw_rl_stop();
 }
 
 /* ---- responses --------------------------------------------------------------------------- */

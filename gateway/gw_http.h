@@ -32,6 +32,7 @@ const char *gw_req_header_at(const gw_req_t *r, const char *lname, int idx);
 /* The TCP peer's address (the client, or the nearest proxy); NULL when unknown. */
 const struct sockaddr *gw_req_peer(const gw_req_t *r);
 const uint8_t *gw_req_body(const gw_req_t *r, size_t *len); /* complete body; may be len 0 */
+size_t gw_req_max_body(const gw_req_t *r);      /* the body limit the core enforces (--max-body) */
 int gw_req_has_body(const gw_req_t *r);         /* a body was sent (even an empty chunked one) */
 const char *gw_req_protocol(const gw_req_t *r); /* "h2", "h2c" or "http/1.1" */
 int gw_req_is_tls(const gw_req_t *r);

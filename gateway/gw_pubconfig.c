@@ -27,7 +27,6 @@ static cm_opt_t pub_opts[] = {
 };
 
 static struct {
-    size_t max_body;
     gw_pubconfig_api_t api;
 } P;
 
@@ -35,11 +34,6 @@ cm_opt_t *gw_pubconfig_options(size_t *n)
 {
     *n = sizeof(pub_opts) / sizeof(pub_opts[0]);
     return pub_opts;
-}
-
-void gw_pubconfig_set_max_body(size_t max_body)
-{
-    P.max_body = max_body;
 }
 
 void gw_pubconfig_set_api(const gw_pubconfig_api_t *api)
@@ -93,7 +87,7 @@ static cJSON *budget_json(gw_rl_budget_t b)
     return o;
 }
 
-static cJSON *build(void)
+static cJSON *build(const gw_req_t *r)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "apiVersion", "v1");
@@ -105,7 +99,7 @@ static cJSON *build(void)
     cJSON_AddBoolToObject(life, "required", 1);
 
     cJSON *lim = cJSON_AddObjectToObject(root, "limits");
-    cJSON_AddNumberToObject(lim, "maxBodyBytes", (double)P.max_body);
+    cJSON_AddNumberToObject(lim, "maxBodyBytes", (double)gw_req_max_body(r));
     cJSON_AddNumberToObject(lim, "titleMaxBytes", GW_TITLE_MAX);
     cJSON_AddNumberToObject(lim, "descriptionMaxBytes", GW_DESCRIPTION_MAX);
     cJSON_AddNumberToObject(lim, "imageUrlMaxBytes", GW_IMAGE_URL_MAX);
@@ -143,7 +137,7 @@ static cJSON *build(void)
 static void answer(gw_req_t *r)
 {
     echo_correlation(r);
-    cJSON *root = build();
+    cJSON *root = build(r);
     char *body = root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!body) {

@@ -26,11 +26,10 @@ typedef struct {
 } gw_pubconfig_api_t;
 
 /* The module's own option (--attestation-formats: what is announced; the verifier has the
- * authoritative list). main.c adds it to the gateway's table. */
+ * authoritative list). gw_api_options appends it to the API's table. */
 cm_opt_t *gw_pubconfig_options(size_t *n);
 
-/* Values from the server core (main.c) and from the API (gw_api_start); copied. */
-void gw_pubconfig_set_max_body(size_t max_body);
+/* Values from the API (gw_api_start); copied. The body limit comes from the core. */
 void gw_pubconfig_set_api(const gw_pubconfig_api_t *api);
 
 /* Answers GET /v1/config (other methods: 405). On |r|'s loop thread. */

@@ -21,8 +21,8 @@
 #include "gw_http.h"
 #include "gw_rltable.h"
 
-/* The limiter's options (--rate-limit-*, --trusted-proxies, --client-ip-header); main.c adds
- * them to the gateway's table. Static, lives for the process. */
+/* The limiter's options (--rate-limit-*, --trusted-proxies, --client-ip-header);
+ * gw_api_options appends them to the API's table. Static, lives for the process. */
 cm_opt_t *gw_rl_options(size_t *n);
 
 /* After config parsing: checks the options and builds the table. 0, or -1 (message logged). */

@@ -345,6 +345,11 @@ const char *gw_req_header_at(const gw_req_t *r, const char *lname, int idx)
     return NULL;
 }
 
+size_t gw_req_max_body(const gw_req_t *r)
+{
+    return r->loop->cfg->max_body;
+}
+
 const struct sockaddr *gw_req_peer(const gw_req_t *r)
 {
     return r->peer.ss_family ? (const struct sockaddr *)&r->peer : NULL;

@@ -11,8 +11,6 @@
 #include "cm_log.h"
 #include "cm_rpc.h"
 #include "gw_api.h"
-#include "gw_pubconfig.h"
-#include "gw_ratelimit.h"
 #include "gw_server.h"
 
 static const char *o_log_level, *o_ready_file, *o_admin_listen, *o_http_listen, *o_https_listen,
@@ -71,19 +69,16 @@ int main(int argc, char **argv)
 {
     cm_rpc_signals_block();
 
-    size_t ncore = sizeof(CORE_OPTS) / sizeof(CORE_OPTS[0]), napi = 0, nrl = 0, npub = 0;
-    cm_opt_t *api = gw_api_options(&napi), *rl = gw_rl_options(&nrl),
-             *pub = gw_pubconfig_options(&npub);
-    size_t nopts = ncore + napi + nrl + npub;
-    cm_opt_t *opts = calloc(nopts, sizeof(*opts));
+    size_t ncore = sizeof(CORE_OPTS) / sizeof(CORE_OPTS[0]), napi = 0;
+    cm_opt_t *api = gw_api_options(&napi);
+    cm_opt_t *opts = calloc(ncore + napi, sizeof(*opts));
     if (!opts)
         return 1;
     memcpy(opts, CORE_OPTS, sizeof(CORE_OPTS));
-    memcpy(opts + ncore, api, napi * sizeof(*opts));
-    memcpy(opts + ncore + napi, rl, nrl * sizeof(*opts));
-    memcpy(opts + ncore + napi + nrl, pub, npub * sizeof(*opts));
-    int rc = cm_config_parse("gateway", "Tigress relay public API gateway", opts, nopts, argc, argv,
-                             NULL);
+    if (napi)
+        memcpy(opts + ncore, api, napi * sizeof(*opts));
+    int rc = cm_config_parse("gateway", "Tigress relay public API gateway", opts, ncore + napi,
+                             argc, argv, NULL);
     free(opts);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
@@ -134,9 +129,6 @@ int main(int argc, char **argv)
         CM_ERROR(NULL, "cannot start the admin listener on %s", o_admin_listen);
         goto out;
     }
-    gw_pubconfig_set_max_body((size_t)o_max_body);
-    if (gw_rl_start() != 0)
-        goto out;
     if (gw_api_start(gw_server_threads(srv)) != 0) {
         CM_ERROR(NULL, "cannot start the API");
         goto out;
@@ -167,7 +159,6 @@ int main(int argc, char **argv)
     exit_code = 0;
 out:
     gw_server_free(srv);
-    gw_rl_stop();
     if (admin)
         cm_admin_stop(admin);
     cm_rpc_shutdown();
