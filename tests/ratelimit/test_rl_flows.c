@@ -219,15 +219,19 @@ static long create(const char *from, const char *payload_type, int64_t ttl, char
     return r.status;
 }
 
-/* A ReadSecure of a mailbox that does not exist: 404 (or 429 once refused). */
-static void failed_read(const char *from, const char *xff, resp_t *r)
+/* A ReadSecure of a mailbox that does not exist: 404 (or 429 once refused). |fwd|: a whole
+ * header line, or an X-Forwarded-For value (no ':'), or NULL. */
+static void failed_read(const char *from, const char *fwd, resp_t *r)
 {
     char id[37], claim[37], hc[80], hx[200];
     uuid4(id);
     uuid4(claim);
     snprintf(hc, sizeof(hc), "deviceClaim: %s", claim);
-    snprintf(hx, sizeof(hx), "X-Forwarded-For: %s", xff ? xff : "");
-    const char *h[] = {hc, xff ? hx : NULL, NULL};
+    if (fwd && strchr(fwd, ':'))
+        snprintf(hx, sizeof(hx), "%s", fwd);
+    else
+        snprintf(hx, sizeof(hx), "X-Forwarded-For: %s", fwd ? fwd : "");
+    const char *h[] = {hc, fwd ? hx : NULL, NULL};
     char path[64];
     snprintf(path, sizeof(path), "/v1/m/%s", id);
     req(from, E.gw_port, "POST", path, h, NULL, r);
@@ -372,6 +376,35 @@ static void test_trusted_proxy(void **state)
     stop_gateway();
 }
 
+/* With --client-ip-header=forwarded the proxy's RFC 7239 header names the client, and an
+ * X-Forwarded-For (which the proxy would pass through untouched) is not believed. */
+static void test_forwarded_header(void **state)
+{
+    static const char *const extra[] = {
+        "--rate-limit-failure-per-min=1", "--rate-limit-failure-burst=2",
+        "--trusted-proxies=127.0.0.5/32", "--client-ip-header=forwarded", NULL};
+    assert_int_equal(start_gateway(extra), 0);
+    resp_t r;
+    const char *a = "Forwarded: for=\"[2001:db8:1:2::7]:4711\";proto=https";
+    const char *a_same64 = "Forwarded: for=6.6.6.6, For=\"[2001:db8:1:2:ffff::9]\"";
+    failed_read("127.0.0.5", a, &r);
+    assert_int_equal(r.status, 404);
+    failed_read("127.0.0.5", a_same64, &r); /* same /64: same client */
+    assert_int_equal(r.status, 404);
+    failed_read("127.0.0.5", a, &r);
+    assert_int_equal(r.status, 429);
+    failed_read("127.0.0.5", "Forwarded: for=\"[2001:db8:1:3::7]\"", &r); /* next /64 */
+    assert_int_equal(r.status, 404);
+    /* X-Forwarded-For is not the configured header: the proxy itself is the client */
+    failed_read("127.0.0.5", "198.51.100.30", &r);
+    assert_int_equal(r.status, 404);
+    failed_read("127.0.0.5", "198.51.100.31", &r);
+    assert_int_equal(r.status, 404);
+    failed_read("127.0.0.5", "198.51.100.32", &r);
+    assert_int_equal(r.status, 429);
+    stop_gateway();
+}
+
 /* Exempt clients are never limited. */
 static void test_exempt(void **state)
 {
@@ -438,9 +471,9 @@ static void test_nothing_about_clients(void **state)
     stop_gateway();
     assert_int_equal(th_proc_stop_clean(&E.store, "mailbox-store", 15000), 0);
     static const char *const needles[] = {
-        "127.0.0.2", "127.0.0.3",    "127.0.0.5",    "127.0.0.6",     "127.0.0.7",    "127.0.0.8",
-        "127.0.0.9", "198.51.100.7", "198.51.100.8", "198.51.100.99", "203.0.113.50", "192.0.2.1",
-        NULL};
+        "127.0.0.2",    "127.0.0.3", "127.0.0.5",    "127.0.0.6",     "127.0.0.7",
+        "127.0.0.8",    "127.0.0.9", "198.51.100.7", "198.51.100.8",  "198.51.100.99",
+        "203.0.113.50", "192.0.2.1", "2001:db8:1:2", "198.51.100.30", NULL};
     size_t len = 0;
     char *log = th_read_file(gwlog, &len);
     assert_non_null(log);
@@ -558,6 +591,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_burst_per_client, test_teardown),
         cmocka_unit_test_teardown(test_trusted_proxy, test_teardown),
+        cmocka_unit_test_teardown(test_forwarded_header, test_teardown),
         cmocka_unit_test_teardown(test_exempt, test_teardown),
         cmocka_unit_test_teardown(test_config_equals_flags, test_teardown),
         cmocka_unit_test_teardown(test_bad_flags, test_teardown),
