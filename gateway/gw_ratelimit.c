@@ -107,7 +107,7 @@ int gw_rl_start(void)
     for (int b = 0; b < GW_RL_NBUDGETS; b++) {
         char labels[40];
         snprintf(labels, sizeof(labels), "budget=\"%s\"", gw_rl_budget_name((gw_rl_budget_t)b));
-        RL.limited[b] = cm_metrics_counter("gateway_rate_limited_total",
+        RL.limited[b] = cm_metrics_counter("tigress_gateway_rate_limited_total",
                                            "Requests refused with 429, by budget", labels);
     }
     if ((o_write_per_min > 0 || o_failure_per_min > 0) &&

@@ -334,8 +334,9 @@ static void test_burst_per_client(void **state)
     assert_string_equal(header(&r, "Mailbox-Correlation-ID"), "rl-echo-1");
     assert_string_equal(header(&r, "Content-Type"), "application/json");
 
-    assert_true(metric_sum(gadmin, "gateway_rate_limited_total", "budget=\"failure\"") >= 5);
-    assert_true(metric_sum(gadmin, "gateway_rate_limited_total", "budget=\"write\"") >= 1);
+    assert_true(metric_sum(gadmin, "tigress_gateway_rate_limited_total", "budget=\"failure\"") >=
+                5);
+    assert_true(metric_sum(gadmin, "tigress_gateway_rate_limited_total", "budget=\"write\"") >= 1);
     stop_gateway();
 }
 
