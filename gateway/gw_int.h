@@ -73,7 +73,8 @@ struct gw_conn {
     gw_conn_t *prev, *next;  /* in loop->conns */
     struct bufferevent *bev; /* owned (closes the fd and frees the SSL) */
     int tls;
-    struct sockaddr_storage peer; /* the TCP peer (ss_family 0 when unknown) */
+    /* the TCP peer (ss_family 0 when unknown) */
+    struct sockaddr_storage peer;
     gw_proto_t proto;
     gw_h1_t *h1;    /* owned when proto == H1 */
     gw_h2_t *h2;    /* owned when proto == H2 */
@@ -104,11 +105,10 @@ struct gw_req {
     char id[20];
     const char *protocol; /* static */
     int tls;
-    struct sockaddr_storage peer; /* copied from the connection: it may go first */
-    char *method;                 /* owned */
-    char *path;                   /* owned */
-    char *query;                  /* owned */
-    gw_hdr_t *hdrs;               /* owned array */
+    char *method;   /* owned */
+    char *path;     /* owned */
+    char *query;    /* owned */
+    gw_hdr_t *hdrs; /* owned array */
     int nhdrs, caphdrs;
     size_t hdr_bytes;
     uint8_t *body; /* owned */
@@ -118,6 +118,8 @@ struct gw_req {
     int limit_status;  /* 400/408/413/431 decided by the core, 0 if none */
     const char *route; /* static */
     long long start_us;
+    /* the TCP peer, copied from the connection (which may go first) */
+    struct sockaddr_storage peer;
     /* response */
     int status;
     gw_hdr_t *rhdrs; /* owned */
