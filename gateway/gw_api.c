@@ -90,8 +90,6 @@ static struct {
 int gw_api_start(int nloops)
 {
     (void)nloops; /* one poller serves every loop; completions hop back with gw_req_post */
-    if (gw_rl_start() != 0)
-        return -1;
     if (!strcmp(o_attest_policy ? o_attest_policy : "", "off"))
         C.policy = ATTEST_OFF;
     else if (!strcmp(o_attest_policy ? o_attest_policy : "", "verify-if-present"))
@@ -142,8 +140,12 @@ int gw_api_start(int nloops)
         .timeout_ms = o_backend_timeout_ms,
         .store_batch = o_store_batch,
     };
-    if (gw_backend_start(&bc) != 0)
+    if (gw_rl_start() != 0)
         return -1;
+    if (gw_backend_start(&bc) != 0) {
+        gw_rl_stop();
+        return -1;
+    }
     gw_pubconfig_set_api(&(gw_pubconfig_api_t){
         .max_ttl_s = C.max_ttl,
         .attestation_policy = o_attest_policy,

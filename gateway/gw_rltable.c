@@ -23,7 +23,6 @@ typedef struct {
     pthread_mutex_t mu;
     int64_t epoch; /* key period of the entries; older ones are dropped on first use */
     entry_t *sets; /* not owned: a slice of the table's array, nsets * WAYS entries */
-    char pad[40];  /* keeps two stripes' mutexes off one cache line */
 } stripe_t;
 
 struct gw_rltable {
