@@ -20,27 +20,33 @@
 #include "cm_uuid.h"
 #include "gw_err.h"
 #include "gw_json.h"
+#include "gw_openapi.h"
 #include "gw_preview.h"
+#include "gw_pubconfig.h"
+#include "gw_ratelimit.h"
 #include "tigress/attest/v1/attestation_verifier.pb-c.h"
 #include "tigress/mailbox/v1/mailbox_store.pb-c.h"
 
 typedef enum { ATTEST_OFF, ATTEST_IF_PRESENT, ATTEST_REQUIRED } attest_policy_t;
 
+static const char *const POLICY_NAMES[] = {"off", "verify-if-present", "required"};
+
 struct gw_api {
     gw_backend_t *be;   /* not owned */
+    gw_rl_t *limiter;   /* not owned; NULL: requests are not limited */
     char base_url[512]; /* public base URL without a trailing '/' */
     attest_policy_t policy;
     int64_t timeout_ms;
     int64_t max_ttl;
+    gw_pubconfig_t published; /* what GET /v1/config answers */
 };
 
 /* ---- configuration ----------------------------------------------------------------------- */
 
 static int parse_policy(const char *s, attest_policy_t *out)
 {
-    static const char *const names[] = {"off", "verify-if-present", "required"};
     for (int i = 0; i < 3; i++) {
-        if (s && !strcmp(s, names[i])) {
+        if (s && !strcmp(s, POLICY_NAMES[i])) {
             *out = (attest_policy_t)i;
             return 0;
         }
@@ -95,6 +101,14 @@ int gw_api_new(const gw_api_config_t *cfg, gw_backend_t *backend, gw_api_t **out
         goto fail;
     api->timeout_ms = cfg->timeout_ms;
     api->max_ttl = cfg->max_ttl;
+    api->limiter = cfg->limiter;
+    api->published = (gw_pubconfig_t){
+        .max_ttl_s = cfg->max_ttl,
+        .attestation_policy = POLICY_NAMES[api->policy],
+        .attestation_verifier = have_verifier,
+        .backend = backend,
+        .limiter = cfg->limiter,
+    };
     *out = api;
     return 0;
 fail:
@@ -109,8 +123,10 @@ void gw_api_free(gw_api_t *api)
 
 /* ---- responses --------------------------------------------------------------------------- */
 
-static void send_json(gw_req_t *r, int status, const char *body, size_t len)
+/* Every answer of the API; a failure on a mailbox route is charged to the client's budget. */
+static void send_json(const gw_api_t *api, gw_req_t *r, int status, const char *body, size_t len)
 {
+    gw_rl_observe(api->limiter, r, status);
     gw_req_echo_correlation(r);
     gw_req_add_header(r, "cache-control", "no-store");
     gw_req_add_header(r, "x-content-type-options", "nosniff");
@@ -119,31 +135,31 @@ static void send_json(gw_req_t *r, int status, const char *body, size_t len)
 
 /* The one way the API answers an error: status and code from |err|, |message| (NULL: the
  * generic text of |err|). */
-static void send_error(gw_req_t *r, gw_err_t err, const char *message)
+static void send_error(const gw_api_t *api, gw_req_t *r, gw_err_t err, const char *message)
 {
     size_t len = 0;
     char *body = gw_json_error_body(err, message, &len);
     if (!body) {
         static const char oom[] =
             "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}";
-        send_json(r, 500, oom, sizeof(oom) - 1);
+        send_json(api, r, 500, oom, sizeof(oom) - 1);
         return;
     }
-    send_json(r, gw_err_http_status(err), body, len);
+    send_json(api, r, gw_err_http_status(err), body, len);
     free(body);
 }
 
-static void send_grpc_error(gw_req_t *r, const cm_rpc_status_t *st)
+static void send_grpc_error(const gw_api_t *api, gw_req_t *r, const cm_rpc_status_t *st)
 {
     gw_err_t err = gw_err_from_grpc(st->code);
     if (gw_err_http_status(err) >= 500)
         CM_DEBUG(gw_req_id(r), "gateway: backend answered %s", cm_rpc_code_name(st->code));
-    send_error(r, err, NULL);
+    send_error(api, r, err, NULL);
 }
 
-static void send_empty_ok(gw_req_t *r, int duplicate)
+static void send_empty_ok(const gw_api_t *api, gw_req_t *r, int duplicate)
 {
-    send_json(r, duplicate ? 201 : 200, "{}", 2);
+    send_json(api, r, duplicate ? 201 : 200, "{}", 2);
 }
 
 /* ---- request context --------------------------------------------------------------------- */
@@ -350,9 +366,9 @@ static void answer_create(api_ctx_t *c, const ProtobufCMessage *resp)
     size_t len;
     char *body = gw_json_create_response(url, push, &len);
     if (!body)
-        send_error(c->r, GW_ERR_INTERNAL, NULL);
+        send_error(c->api, c->r, GW_ERR_INTERNAL, NULL);
     else
-        send_json(c->r, m->duplicate ? 201 : 200, body, len);
+        send_json(c->api, c->r, m->duplicate ? 201 : 200, body, len);
     free(body);
 }
 
@@ -366,7 +382,7 @@ static void answer_read_display(api_ctx_t *c, const ProtobufCMessage *resp)
     char *body = gw_preview_render(d ? d->title : "", d ? d->description : "",
                                    d ? d->image_url : "", url, &len);
     if (!body) {
-        send_error(c->r, GW_ERR_INTERNAL, NULL);
+        send_error(c->api, c->r, GW_ERR_INTERNAL, NULL);
         return;
     }
     gw_req_t *r = c->r;
@@ -389,25 +405,26 @@ static void answer_read_secure(api_ctx_t *c, const ProtobufCMessage *resp)
         d ? d->title : "", d ? d->description : "", d ? d->image_url : "", p ? p->type : "",
         p ? p->data.data : NULL, p ? p->data.len : 0, m->expires_at_ms, &len);
     if (!body)
-        send_error(c->r, GW_ERR_INTERNAL, NULL);
+        send_error(c->api, c->r, GW_ERR_INTERNAL, NULL);
     else
-        send_json(c->r, m->duplicate ? 201 : 200, body, len);
+        send_json(c->api, c->r, m->duplicate ? 201 : 200, body, len);
     free(body);
 }
 
 static void answer_update(api_ctx_t *c, const ProtobufCMessage *resp)
 {
-    send_empty_ok(c->r, ((const Tigress__Mailbox__V1__UpdateResponse *)resp)->duplicate);
+    send_empty_ok(c->api, c->r, ((const Tigress__Mailbox__V1__UpdateResponse *)resp)->duplicate);
 }
 
 static void answer_delete(api_ctx_t *c, const ProtobufCMessage *resp)
 {
-    send_empty_ok(c->r, ((const Tigress__Mailbox__V1__DeleteResponse *)resp)->duplicate);
+    send_empty_ok(c->api, c->r, ((const Tigress__Mailbox__V1__DeleteResponse *)resp)->duplicate);
 }
 
 static void answer_relinquish(api_ctx_t *c, const ProtobufCMessage *resp)
 {
-    send_empty_ok(c->r, ((const Tigress__Mailbox__V1__RelinquishResponse *)resp)->duplicate);
+    send_empty_ok(c->api, c->r,
+                  ((const Tigress__Mailbox__V1__RelinquishResponse *)resp)->duplicate);
 }
 
 #define STORE_METHOD(name) "/tigress.mailbox.v1.MailboxStore/" name
@@ -433,7 +450,7 @@ static const store_op_t STORE_OPS[OP_COUNT] = {
 static void store_answer(api_ctx_t *c, const cm_rpc_status_t *st, const ProtobufCMessage *resp)
 {
     if (st->code != GRPC_STATUS_OK || !resp)
-        send_grpc_error(c->r, st);
+        send_grpc_error(c->api, c->r, st);
     else
         STORE_OPS[c->op].answer(c, resp);
     ctx_free(c);
@@ -514,10 +531,10 @@ static void attest_done(void *arg, const cm_rpc_status_t *st, ProtobufCMessage *
     if (st->code == GRPC_STATUS_OK || st->code == GRPC_STATUS_INVALID_ARGUMENT) {
         /* a verdict, not an outage: the code stays out of logs and answers */
         attest_count("invalid", v ? v->format : NULL);
-        send_error(c->r, GW_ERR_INVALID_ATTESTATION, NULL);
+        send_error(c->api, c->r, GW_ERR_INVALID_ATTESTATION, NULL);
     } else {
         attest_count("error", NULL);
-        send_grpc_error(c->r, st);
+        send_grpc_error(c->api, c->r, st);
     }
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
@@ -532,7 +549,7 @@ static int attest_verify(api_ctx_t *c, const char *h, const gw_payload_t *payloa
     size_t aol = 0, cdl = 0;
     if (gw_json_parse_attestation(h, &ao, &aol, &cd, &cdl) != 0) {
         attest_count("invalid", NULL);
-        send_error(c->r, GW_ERR_INVALID_ATTESTATION, NULL);
+        send_error(c->api, c->r, GW_ERR_INVALID_ATTESTATION, NULL);
         return -1;
     }
     uint8_t challenge[SHA256_DIGEST_LENGTH];
@@ -551,7 +568,7 @@ static int attest_verify(api_ctx_t *c, const char *h, const gw_payload_t *payloa
     free(ao);
     free(cd);
     if (rc != 0) {
-        send_error(c->r, GW_ERR_UNAVAILABLE, NULL);
+        send_error(c->api, c->r, GW_ERR_UNAVAILABLE, NULL);
         return -1;
     }
     return 0;
@@ -562,7 +579,8 @@ static int attest_verify(api_ctx_t *c, const char *h, const gw_payload_t *payloa
 static void attest_then_store(api_ctx_t *c, const gw_payload_t *payload)
 {
     gw_req_t *r = c->r;
-    attest_policy_t policy = c->api->policy;
+    const gw_api_t *api = c->api;
+    attest_policy_t policy = api->policy;
     const char *h = gw_req_header(r, "mailbox-device-attestation");
     if (!h)
         h = gw_req_header(r, "deviceattestation");
@@ -572,9 +590,9 @@ static void attest_then_store(api_ctx_t *c, const gw_payload_t *payload)
     }
     if (!h) {
         attest_count("missing", NULL);
-        send_error(r, GW_ERR_ATTESTATION_REQUIRED, NULL);
+        send_error(api, r, GW_ERR_ATTESTATION_REQUIRED, NULL);
     } else if (!gw_backend_configured(c->api->be, GW_BE_ATTEST)) {
-        send_error(r, GW_ERR_UNAVAILABLE, "device attestation cannot be verified");
+        send_error(api, r, GW_ERR_UNAVAILABLE, "device attestation cannot be verified");
     } else if (attest_verify(c, h, payload) == 0) {
         return;
     }
@@ -586,12 +604,13 @@ static void attest_then_store(api_ctx_t *c, const gw_payload_t *payload)
 /* Common header checks of the mailbox routes. Answers and returns -1 on failure. */
 static int check_common(gw_req_t *r, api_ctx_t *c, int need_claim)
 {
+    const gw_api_t *api = c->api;
     for (size_t i = 0; i < 2; i++) {
         const char *v = gw_req_header(r, gw_correlation_headers[i]);
         if (!v)
             continue;
         if (!gw_correlation_id_valid(v)) {
-            send_error(r, GW_ERR_INVALID_HEADER,
+            send_error(api, r, GW_ERR_INVALID_HEADER,
                        "Mailbox-Correlation-ID must be 1..128 visible ASCII characters");
             return -1;
         }
@@ -603,7 +622,7 @@ static int check_common(gw_req_t *r, api_ctx_t *c, int need_claim)
     gw_req_body(r, &blen);
     const char *ct = gw_req_header(r, "content-type");
     if ((blen > 0 || (gw_req_has_body(r) && ct)) && !gw_media_type_is_json(ct)) {
-        send_error(r, GW_ERR_UNSUPPORTED_MEDIA, NULL);
+        send_error(api, r, GW_ERR_UNSUPPORTED_MEDIA, NULL);
         return -1;
     }
 
@@ -612,16 +631,16 @@ static int check_common(gw_req_t *r, api_ctx_t *c, int need_claim)
     const char *a = gw_req_header(r, "mailbox-device-claim");
     const char *b = gw_req_header(r, "deviceclaim");
     if (a && b && strcasecmp(a, b) != 0) {
-        send_error(r, GW_ERR_INVALID_HEADER, "deviceClaim and Mailbox-Device-Claim differ");
+        send_error(api, r, GW_ERR_INVALID_HEADER, "deviceClaim and Mailbox-Device-Claim differ");
         return -1;
     }
     const char *claim = a ? a : b;
     if (!claim) {
-        send_error(r, GW_ERR_MISSING_HEADER, "deviceClaim header is required");
+        send_error(api, r, GW_ERR_MISSING_HEADER, "deviceClaim header is required");
         return -1;
     }
     if (!cm_uuid_valid(claim, strlen(claim))) {
-        send_error(r, GW_ERR_INVALID_HEADER, "deviceClaim must be a UUID");
+        send_error(api, r, GW_ERR_INVALID_HEADER, "deviceClaim must be a UUID");
         return -1;
     }
     cm_uuid_canonical(claim, c->claim);
@@ -648,17 +667,17 @@ struct route {
 static void handle_healthz(gw_api_t *api, gw_req_t *r, const route_t *rt, const char *id)
 {
     static const char ok[] = "{\"status\":\"ok\"}";
-    send_json(r, 200, ok, sizeof(ok) - 1);
+    send_json(api, r, 200, ok, sizeof(ok) - 1);
 }
 
-static void readyz_answer(gw_req_t *r, int ready)
+static void readyz_answer(const gw_api_t *api, gw_req_t *r, int ready)
 {
     static const char ok[] = "{\"status\":\"ready\"}";
     static const char no[] = "{\"status\":\"not ready\"}";
     if (ready)
-        send_json(r, 200, ok, sizeof(ok) - 1);
+        send_json(api, r, 200, ok, sizeof(ok) - 1);
     else
-        send_json(r, 503, no, sizeof(no) - 1);
+        send_json(api, r, 503, no, sizeof(no) - 1);
 }
 
 typedef struct {
@@ -669,7 +688,7 @@ typedef struct {
 static void readyz_known(void *arg)
 {
     readyz_wait_t *w = arg;
-    readyz_answer(w->r, gw_backend_ready_now(w->api->be));
+    readyz_answer(w->api, w->r, gw_backend_ready_now(w->api->be));
     free(w);
 }
 
@@ -682,7 +701,7 @@ static void handle_readyz(gw_api_t *api, gw_req_t *r, const route_t *rt, const c
     int v = gw_backend_ready(api->be, gw_req_loop(r), readyz_known, w);
     if (v >= 0) {
         free(w);
-        readyz_answer(r, v);
+        readyz_answer(api, r, v);
     }
 }
 
@@ -696,7 +715,7 @@ static void handle_create(gw_api_t *api, gw_req_t *r, const route_t *rt, const c
     gw_json_err_t err = {0};
     if (gw_json_parse_create(body, len, (int64_t)time(NULL) * 1000, api->max_ttl, &c->create,
                              &err) != 0) {
-        send_error(r, err.err, err.message);
+        send_error(api, r, err.err, err.message);
         goto done;
     }
     /* A retried Create without mailboxIdentifier must name the same mailbox, or the store's
@@ -720,7 +739,7 @@ static void handle_mailbox(gw_api_t *api, gw_req_t *r, const route_t *rt, const 
     if (check_common(r, c, rt->op != OP_READ_DISPLAY) != 0)
         goto done;
     if (!cm_uuid_is_v4(id, strlen(id))) {
-        send_error(r, GW_ERR_INVALID_MAILBOX_ID, NULL);
+        send_error(api, r, GW_ERR_INVALID_MAILBOX_ID, NULL);
         goto done;
     }
     cm_uuid_canonical(id, c->id);
@@ -732,7 +751,7 @@ static void handle_mailbox(gw_api_t *api, gw_req_t *r, const route_t *rt, const 
     const uint8_t *body = gw_req_body(r, &len);
     gw_json_err_t err = {0};
     if (gw_json_parse_update(body, len, &c->update, &err) != 0) {
-        send_error(r, err.err, err.message);
+        send_error(api, r, err.err, err.message);
         goto done;
     }
     attest_then_store(c, &c->update.payload);
@@ -741,11 +760,23 @@ done:
     ctx_free(c);
 }
 
+static void handle_config(gw_api_t *api, gw_req_t *r, const route_t *rt, const char *id)
+{
+    gw_pubconfig_handle(&api->published, r);
+}
+
+static void handle_openapi(gw_api_t *api, gw_req_t *r, const route_t *rt, const char *id)
+{
+    gw_openapi_handle(r);
+}
+
 /* ---- routing ----------------------------------------------------------------------------- */
 
 static const route_t ROUTES[] = {
     {"/healthz", 0, "GET", "healthz", "healthz", handle_healthz, OP_NONE},
     {"/readyz", 0, "GET", "readyz", "readyz", handle_readyz, OP_NONE},
+    {"/v1/config", 0, "GET", "config", "config", handle_config, OP_NONE},
+    {"/v1/openapi.json", 0, "GET", "openapi", "openapi", handle_openapi, OP_NONE},
     {"/v1/m", 0, "POST", "create", "create", handle_create, OP_CREATE},
     {"/v1/m/", 1, "GET", "read_display", "mailbox", handle_mailbox, OP_READ_DISPLAY},
     {"/v1/m/", 1, "POST", "read_secure", "mailbox", handle_mailbox, OP_READ_SECURE},
@@ -773,6 +804,9 @@ void gw_api_handle(void *ctx, gw_req_t *r)
     const char *path = gw_req_path(r), *method = gw_req_method(r), *id = NULL;
     const route_t *on_path = NULL;
     char allow[64] = "";
+    /* over budget: 429 before anything else is looked at or forwarded (mailbox routes only) */
+    if (gw_rl_admit(api->limiter, r) != 0)
+        return;
     for (size_t i = 0; i < NROUTES; i++) {
         const route_t *rt = &ROUTES[i];
         if (!path_matches(rt, path, &id))
@@ -789,10 +823,10 @@ void gw_api_handle(void *ctx, gw_req_t *r)
     }
     if (!on_path) {
         gw_req_set_route(r, "unknown");
-        send_error(r, GW_ERR_NOT_FOUND, "no such resource");
+        send_error(api, r, GW_ERR_NOT_FOUND, "no such resource");
         return;
     }
     gw_req_set_route(r, on_path->resource);
     gw_req_add_header(r, "allow", allow);
-    send_error(r, GW_ERR_METHOD_NOT_ALLOWED, NULL);
+    send_error(api, r, GW_ERR_METHOD_NOT_ALLOWED, NULL);
 }

@@ -9,12 +9,14 @@
 
 #include "gw_backend.h"
 #include "gw_http.h"
+#include "gw_ratelimit.h"
 
 typedef struct {
     const char *public_base_url;    /* scheme://host[:port][/path] of urlLink and og:url */
     const char *attestation_policy; /* "off", "verify-if-present" or "required" */
     int64_t timeout_ms;             /* deadline of every backend call a request makes (> 0) */
     int64_t max_ttl;                /* largest mailbox lifetime a client may ask for, s (> 0) */
+    gw_rl_t *limiter; /* not owned, must outlive the API; NULL: requests are not limited */
 } gw_api_config_t;
 
 typedef struct gw_api gw_api_t;

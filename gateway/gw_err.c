@@ -43,6 +43,9 @@ static const struct {
                                   "the request body is larger than the server accepts"},
     [GW_ERR_UNSUPPORTED_MEDIA] = {"GW_ERR_UNSUPPORTED_MEDIA", 415, "unsupported_media_type",
                                   "request bodies must be application/json"},
+    [GW_ERR_RATE_LIMITED] = {"GW_ERR_RATE_LIMITED", 429, "rate_limited",
+                             "too many requests from this client; retry after Retry-After "
+                             "seconds"},
     [GW_ERR_HEADERS_TOO_LARGE] = {"GW_ERR_HEADERS_TOO_LARGE", 431, "headers_too_large",
                                   "the request headers are too large or too many"},
     [GW_ERR_INTERNAL] = {"GW_ERR_INTERNAL", 500, "internal", "internal error"},

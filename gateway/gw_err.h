@@ -28,6 +28,7 @@ typedef enum {
     GW_ERR_REQUEST_TIMEOUT,      /* 408: head or body too slow (core) */
     GW_ERR_PAYLOAD_TOO_LARGE,    /* 413 (core) */
     GW_ERR_UNSUPPORTED_MEDIA,    /* 415: a body that is not application/json */
+    GW_ERR_RATE_LIMITED,         /* 429: the client's budget is spent (Retry-After given) */
     GW_ERR_HEADERS_TOO_LARGE,    /* 431 (core) */
     GW_ERR_INTERNAL,             /* 500 */
     GW_ERR_UNAVAILABLE,          /* 503: a backend is down or not configured */

@@ -20,6 +20,7 @@
 
 typedef struct gw_req gw_req_t;
 typedef struct gw_loop gw_loop_t; /* one event loop thread of the core */
+struct sockaddr;
 
 /* The request handler a server is configured with: called once per complete request, on the
  * request's loop thread, with the |ctx| given next to it in the configuration. */
@@ -30,7 +31,12 @@ const char *gw_req_path(const gw_req_t *r);   /* decoded of nothing, query strin
 const char *gw_req_query(const gw_req_t *r);  /* after '?', or "" */
 /* Request header by lowercase name; NULL when absent. With repeated headers, the first. */
 const char *gw_req_header(const gw_req_t *r, const char *lname);
+/* The |idx|-th (from 0) header named |lname|, for one that may repeat; NULL past the last. */
+const char *gw_req_header_at(const gw_req_t *r, const char *lname, int idx);
+/* The TCP peer's address (the client, or the nearest proxy); NULL when unknown. */
+const struct sockaddr *gw_req_peer(const gw_req_t *r);
 const uint8_t *gw_req_body(const gw_req_t *r, size_t *len); /* complete body; may be len 0 */
+size_t gw_req_max_body(const gw_req_t *r);      /* the body limit the core enforces (--max-body) */
 int gw_req_has_body(const gw_req_t *r);         /* a body was sent (even an empty chunked one) */
 const char *gw_req_protocol(const gw_req_t *r); /* "h2", "h2c" or "http/1.1" */
 int gw_req_is_tls(const gw_req_t *r);

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -73,6 +74,8 @@ struct gw_conn {
     gw_conn_t *prev, *next;  /* in loop->conns */
     struct bufferevent *bev; /* owned (closes the fd and frees the SSL) */
     int tls;
+    /* the TCP peer (ss_family 0 when unknown) */
+    struct sockaddr_storage peer;
     gw_proto_t proto;
     gw_h1_t *h1;    /* owned when proto == H1 */
     gw_h2_t *h2;    /* owned when proto == H2 */
@@ -116,6 +119,8 @@ struct gw_req {
     gw_err_t limit_err; /* refusal decided by the core (400/408/413/431), GW_OK if none */
     const char *route;  /* static */
     long long start_us;
+    /* the TCP peer, copied from the connection (which may go first) */
+    struct sockaddr_storage peer;
     /* response */
     int status;
     gw_hdr_t *rhdrs; /* owned */

@@ -38,6 +38,7 @@ gw_req_t *gw_req_new(gw_conn_t *c, const char *protocol)
     r->conn = c;
     r->protocol = protocol;
     r->tls = c->tls;
+    r->peer = c->peer;
     r->start_us = gw_now_us();
     snprintf(r->id, sizeof(r->id), "%08x%08x", l->rid_prefix, ++l->rid_seq);
     atomic_init(&r->npost, 0);
@@ -338,6 +339,24 @@ const char *gw_req_header(const gw_req_t *r, const char *lname)
         if (strcmp(r->hdrs[i].name, lname) == 0)
             return r->hdrs[i].value;
     return NULL;
+}
+
+const char *gw_req_header_at(const gw_req_t *r, const char *lname, int idx)
+{
+    for (int i = 0; i < r->nhdrs; i++)
+        if (strcmp(r->hdrs[i].name, lname) == 0 && idx-- == 0)
+            return r->hdrs[i].value;
+    return NULL;
+}
+
+size_t gw_req_max_body(const gw_req_t *r)
+{
+    return r->loop->cfg->max_body;
+}
+
+const struct sockaddr *gw_req_peer(const gw_req_t *r)
+{
+    return r->peer.ss_family ? (const struct sockaddr *)&r->peer : NULL;
 }
 
 const uint8_t *gw_req_body(const gw_req_t *r, size_t *len)

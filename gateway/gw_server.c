@@ -276,8 +276,11 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         evutil_closesocket(fd);
         return;
     }
-    if (!gw_conn_adopt(l, bev, tls))
+    gw_conn_t *c = gw_conn_adopt(l, bev, tls);
+    if (!c)
         atomic_fetch_sub(&s->nconns, 1);
+    else if (salen > 0 && (size_t)salen <= sizeof(c->peer))
+        memcpy(&c->peer, sa, (size_t)salen);
 }
 
 /* ---- loops ---------------------------------------------------------------------------------- */

@@ -4,11 +4,14 @@
  * instance and hands it to the API, which is the core's request handler. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cm_config.h"
 #include "cm_log.h"
 #include "gw_api.h"
 #include "gw_backend.h"
+#include "gw_pubconfig.h"
+#include "gw_ratelimit.h"
 #include "gw_service.h"
 
 static const char *o_store_target, *o_store_shards, *o_push_target, *o_attest_target,
@@ -44,8 +47,25 @@ static cm_opt_t APP_OPTS[] = {
      &o_store_batch},
 };
 
-/* What main composes: both owned, the API freed last (see gw_api_free). */
+/* APP_OPTS, then the rate limiter's and the published configuration's own options. */
+static cm_opt_t *app_options(size_t *n)
+{
+    static cm_opt_t all[sizeof(APP_OPTS) / sizeof(APP_OPTS[0]) + 16];
+    size_t na = sizeof(APP_OPTS) / sizeof(APP_OPTS[0]), nrl = 0, npub = 0;
+    cm_opt_t *rl = gw_rl_options(&nrl), *pub = gw_pubconfig_options(&npub);
+    if (na + nrl + npub > sizeof(all) / sizeof(all[0]))
+        abort();
+    memcpy(all, APP_OPTS, sizeof(APP_OPTS));
+    memcpy(all + na, rl, nrl * sizeof(*rl));
+    memcpy(all + na + nrl, pub, npub * sizeof(*pub));
+    *n = na + nrl + npub;
+    return all;
+}
+
+/* What main composes: all owned; the API and the limiter are freed last, once no request can
+ * reach them (see gw_api_free). */
 typedef struct {
+    gw_rl_t *limiter;
     gw_backend_t *backend;
     gw_api_t *api;
 } gateway_t;
@@ -68,19 +88,19 @@ static int gateway_start(void *arg, int nloops, gw_handler_fn *handler, void **h
         .timeout_ms = o_backend_timeout_ms,
         .store_batch = o_store_batch,
     };
+    if (gw_rl_new(&g->limiter) != 0)
+        return -1;
     gw_api_config_t ac = {
         .public_base_url = o_public_base_url,
         .attestation_policy = o_attest_policy,
         .timeout_ms = o_backend_timeout_ms,
         .max_ttl = o_max_ttl,
+        .limiter = g->limiter,
     };
     if (gw_backend_new(&bc, &g->backend) != 0)
-        return -1;
-    if (gw_api_new(&ac, g->backend, &g->api) != 0) {
-        gw_backend_free(g->backend);
-        g->backend = NULL;
-        return -1;
-    }
+        goto fail;
+    if (gw_api_new(&ac, g->backend, &g->api) != 0)
+        goto fail;
     CM_INFO(NULL,
             "gateway api: store=%s shards=%s push=%s attestation=%s policy=%s "
             "timeout_ms=%lld max_ttl=%lld base_url=%s",
@@ -90,6 +110,12 @@ static int gateway_start(void *arg, int nloops, gw_handler_fn *handler, void **h
     *handler = gw_api_handle;
     *handler_ctx = g->api;
     return 0;
+fail:
+    gw_backend_free(g->backend);
+    g->backend = NULL;
+    gw_rl_free(g->limiter);
+    g->limiter = NULL;
+    return -1;
 }
 
 static void gateway_stop(void *arg)
@@ -104,16 +130,20 @@ static void gateway_destroy(void *arg)
     gateway_t *g = arg;
     gw_api_free(g->api);
     g->api = NULL;
+    gw_rl_free(g->limiter);
+    g->limiter = NULL;
 }
 
 int main(int argc, char **argv)
 {
     gateway_t g = {0};
+    size_t nopts = 0;
+    cm_opt_t *opts = app_options(&nopts);
     gw_service_t svc = {
         .name = "gateway",
         .summary = "Tigress relay public API gateway",
-        .opts = APP_OPTS,
-        .nopts = sizeof(APP_OPTS) / sizeof(APP_OPTS[0]),
+        .opts = opts,
+        .nopts = nopts,
         .app = &g,
         .start = gateway_start,
         .stop = gateway_stop,
