@@ -483,6 +483,14 @@ static void status_mapping(void **state)
         assert_non_null(gw_err_message(e));
         assert_non_null(gw_err_name(e));
     }
+    /* every value of the enum has its row (a missing one would have no name and no code) */
+    for (int e = GW_OK; e < GW_ERR_COUNT; e++) {
+        assert_non_null(gw_err_name((gw_err_t)e));
+        assert_non_null(gw_err_code((gw_err_t)e));
+        assert_true(gw_err_http_status((gw_err_t)e) >= 200);
+    }
+    assert_int_equal(gw_err_http_status(GW_ERR_RATE_LIMITED), 429);
+    assert_string_equal(gw_err_code(GW_ERR_RATE_LIMITED), "rate_limited");
 }
 
 static void derived_id(void **state)
