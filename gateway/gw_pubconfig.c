@@ -74,7 +74,7 @@ static cJSON *build(const gw_pubconfig_t *cfg, const gw_req_t *r)
 
     cJSON *life = cJSON_AddObjectToObject(root, "lifetime");
     cJSON_AddNumberToObject(life, "maximumSeconds", (double)cfg->max_ttl_s);
-    /* 001 §6.1 makes the lifetime part of every Create: there is no default to apply */
+    /* the draft (§6.1) makes the lifetime part of every Create: there is no default to apply */
     cJSON_AddNullToObject(life, "defaultSeconds");
     cJSON_AddBoolToObject(life, "required", 1);
 

@@ -1,6 +1,7 @@
 /* The public API's validation, in-process against the real mailbox-store: every 400 kind with
  * the correlation id echoed, the later draft's header and member names, and a hostile title
- * that must come out escaped in the preview and verbatim in the secure read. */
+ * that must come out escaped in the preview and verbatim in the secure read; the two published
+ * documents (GET /v1/config, GET /v1/openapi.json) and their routes' 405. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -270,12 +271,62 @@ static void hostile_title(void **state)
     th_http_resp_free(&r);
 }
 
+/* GET /v1/config gives the API's configuration (th_gwapi's: max TTL 172800 s, body limit of its
+ * core; no limiter in-process, so both budgets unlimited) and is cacheable; /v1/openapi.json is
+ * an OpenAPI 3.1 document; any other method on either is a 405 with Allow: GET. */
+static void published_documents(void **state)
+{
+    char corr[37];
+    th_api_uuid(corr);
+    const char *h[] = {th_api_hdr(0, "Mailbox-Correlation-ID: %s", corr), NULL};
+    th_http_resp_t r;
+    th_api_do(API, "GET", "/v1/config", h, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(th_http_header(&r, "cache-control"), "public, max-age=300");
+    assert_string_equal(th_http_header(&r, "mailbox-correlation-id"), corr);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItem(j, "apiVersion")->valuestring, "v1");
+    cJSON *life = cJSON_GetObjectItem(j, "lifetime");
+    assert_int_equal((long)cJSON_GetObjectItem(life, "maximumSeconds")->valuedouble, 172800);
+    cJSON *lim = cJSON_GetObjectItem(j, "limits");
+    assert_true(cJSON_GetObjectItem(lim, "maxBodyBytes")->valuedouble > 0);
+    cJSON *at = cJSON_GetObjectItem(j, "attestation");
+    assert_string_equal(cJSON_GetObjectItem(at, "policy")->valuestring, "verify-if-present");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(at, "verifierConfigured")));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "pushProviders")), 0);
+    cJSON *rl = cJSON_GetObjectItem(j, "rateLimits");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(rl, "write"), "limited")));
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(rl, "failure"), "limited")));
+    cJSON_Delete(j);
+    th_http_resp_free(&r);
+
+    th_api_do(API, "GET", "/v1/openapi.json", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    j = cJSON_Parse(r.body);
+    assert_non_null(j);
+    assert_int_equal(strncmp(cJSON_GetObjectItem(j, "openapi")->valuestring, "3.1", 3), 0);
+    assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "paths"), "/v1/config"));
+    cJSON_Delete(j);
+    th_http_resp_free(&r);
+
+    static const char *const wrong[][2] = {{"POST", "/v1/config"}, {"DELETE", "/v1/openapi.json"}};
+    for (size_t i = 0; i < 2; i++) {
+        th_api_do(API, wrong[i][0], wrong[i][1], h, NULL, &r);
+        th_api_expect_error(&r, 405, "method_not_allowed");
+        assert_string_equal(th_http_header(&r, "allow"), "GET");
+        assert_string_equal(th_http_header(&r, "mailbox-correlation-id"), corr);
+        th_http_resp_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(validation_errors),
         cmocka_unit_test(later_draft_names),
         cmocka_unit_test(hostile_title),
+        cmocka_unit_test(published_documents),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
