@@ -19,7 +19,9 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
+#include "cm_uuid.h"
 #include "th.h"
+#include "th_http.h"
 #include "th_stack.h"
 
 static struct {
@@ -99,104 +101,34 @@ static int test_teardown(void **state)
     return 0;
 }
 
-/* ---- HTTP ---- */
+/* ---- HTTP (the shared client, tests/harness/th_http) ---- */
 
-typedef struct {
-    long status;
-    char body[8192];
-    size_t blen;
-    char hdrs[4096];
-    size_t hlen;
-} resp_t;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-    resp_t *r = arg;
-    size_t len = sz * n, room = sizeof(r->body) - 1 - r->blen;
-    memcpy(r->body + r->blen, p, len < room ? len : room);
-    r->blen += len < room ? len : room;
-    r->body[r->blen] = '\0';
-    return len;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *arg)
-{
-    resp_t *r = arg;
-    size_t len = sz * n, room = sizeof(r->hdrs) - 1 - r->hlen;
-    if (len >= 5 && !strncmp(p, "HTTP/", 5))
-        r->hlen = 0; /* a new response (after a 1xx) */
-    room = sizeof(r->hdrs) - 1 - r->hlen;
-    memcpy(r->hdrs + r->hlen, p, len < room ? len : room);
-    r->hlen += len < room ? len : room;
-    r->hdrs[r->hlen] = '\0';
-    return len;
-}
+/* An answer: zero-initialise it; req() frees the previous one, the test frees the last. */
+typedef th_http_resp_t resp_t;
 
 /* One HTTP/1.1 request from source address |from| to |port|; |hdrs| NULL-terminated lines. */
 static void req(const char *from, int port, const char *method, const char *path,
                 const char *const *hdrs, const char *body, resp_t *out)
 {
-    memset(out, 0, sizeof(*out));
+    th_http_resp_free(out);
     CURL *c = curl_easy_init();
     assert_non_null(c);
-    char url[256], iface[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    snprintf(iface, sizeof(iface), "host!%s", from);
-    struct curl_slist *hl = NULL;
-    for (size_t i = 0; hdrs && hdrs[i]; i++)
-        hl = curl_slist_append(hl, hdrs[i]);
-    if (body)
-        hl = curl_slist_append(hl, "Content-Type: application/json");
-    hl = curl_slist_append(hl, "Expect:");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_INTERFACE, iface);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
-    CURLcode rc = curl_easy_perform(c);
-    if (rc != CURLE_OK)
-        fail_msg("%s %s from %s: %s", method, path, from, curl_easy_strerror(rc));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-    curl_slist_free_all(hl);
+    th_http_req_t rq = {.proto = TH_HTTP_H1,
+                        .port = port,
+                        .source = from,
+                        .method = method,
+                        .path = path,
+                        .headers = hdrs,
+                        .body = body};
+    int rc = th_http_request(c, &rq, out);
     curl_easy_cleanup(c);
-}
-
-/* Value of response header |name| (static buffer), or NULL. */
-static const char *header(const resp_t *r, const char *name)
-{
-    static char v[512];
-    size_t nl = strlen(name);
-    for (const char *p = r->hdrs; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-        if (!strncasecmp(p, name, nl) && p[nl] == ':') {
-            const char *s = p + nl + 1;
-            while (*s == ' ')
-                s++;
-            size_t n = strcspn(s, "\r\n");
-            snprintf(v, sizeof(v), "%.*s", (int)n, s);
-            return v;
-        }
-    }
-    return NULL;
+    if (rc != 0)
+        fail_msg("%s %s from %s: %s", method, path, from, out->err);
 }
 
 static void uuid4(char out[37])
 {
-    unsigned char b[16];
-    FILE *f = fopen("/dev/urandom", "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(b, 1, 16, f), 16);
-    fclose(f);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
+    assert_int_equal(cm_uuid_v4(out), 0);
 }
 
 /* A Create from |from|; returns the status, the new id in |id|. */
@@ -214,9 +146,11 @@ static long create(const char *from, const char *payload_type, int64_t ttl, char
              "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"},\"displayInformation\":{\"title\":"
              "\"Key\"},\"mailboxConfiguration\":{\"timeToLive\":\"%lld\"}}",
              id, payload_type, (long long)ttl);
-    resp_t r;
+    resp_t r = {0};
     req(from, E.gw_port, "POST", "/v1/m", h, body, &r);
-    return r.status;
+    long status = r.status;
+    th_http_resp_free(&r);
+    return status;
 }
 
 /* A ReadSecure of a mailbox that does not exist: 404 (or 429 once refused). |fwd|: a whole
@@ -240,21 +174,10 @@ static void failed_read(const char *from, const char *fwd, resp_t *r)
 /* Sum of every sample of metric |name| at the admin listener on |port|. */
 static double metric_sum(int port, const char *name, const char *labels)
 {
-    resp_t r;
-    char path[32];
-    snprintf(path, sizeof(path), "/metrics");
-    memset(&r, 0, sizeof(r));
-    CURL *c = curl_easy_init();
-    char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, mem);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    curl_easy_cleanup(c);
-    fclose(mem);
+    resp_t r = {0};
+    req("127.0.0.1", port, "GET", "/metrics", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    char *buf = r.body;
     double sum = 0;
     size_t nl = strlen(name);
     for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
@@ -264,7 +187,7 @@ static double metric_sum(int port, const char *name, const char *labels)
             continue;
         sum += atof(strrchr(line, ' ') + 1);
     }
-    free(buf);
+    th_http_resp_free(&r);
     return sum;
 }
 
@@ -284,7 +207,7 @@ static void test_burst_per_client(void **state)
     /* an existing mailbox, made by a client that is not part of the burst */
     assert_int_equal(create("127.0.0.9", "AES128", 600, id), 200);
 
-    resp_t r;
+    resp_t r = {0};
     for (int i = 0; i < 5; i++) {
         failed_read("127.0.0.1", NULL, &r);
         assert_int_equal(r.status, 404);
@@ -293,7 +216,7 @@ static void test_burst_per_client(void **state)
     for (int i = 0; i < 3; i++) {
         failed_read("127.0.0.1", NULL, &r);
         assert_int_equal(r.status, 429);
-        const char *ra = header(&r, "Retry-After");
+        const char *ra = th_http_header(&r, "Retry-After");
         assert_non_null(ra);
         long secs = atol(ra);
         assert_true(secs >= 1 && secs <= 10); /* one token per 10 s */
@@ -330,13 +253,14 @@ static void test_burst_per_client(void **state)
     const char *h[] = {corr_hdr, "deviceClaim: 8c1f2a0e-1111-4222-8333-944455556666", NULL};
     req("127.0.0.3", E.gw_port, "POST", "/v1/m", h, "{}", &r);
     assert_int_equal(r.status, 429);
-    assert_non_null(header(&r, "Retry-After"));
-    assert_string_equal(header(&r, "Mailbox-Correlation-ID"), "rl-echo-1");
-    assert_string_equal(header(&r, "Content-Type"), "application/json");
+    assert_non_null(th_http_header(&r, "Retry-After"));
+    assert_string_equal(th_http_header(&r, "Mailbox-Correlation-ID"), "rl-echo-1");
+    assert_string_equal(th_http_header(&r, "Content-Type"), "application/json");
 
     assert_true(metric_sum(gadmin, "tigress_gateway_rate_limited_total", "budget=\"failure\"") >=
                 5);
     assert_true(metric_sum(gadmin, "tigress_gateway_rate_limited_total", "budget=\"write\"") >= 1);
+    th_http_resp_free(&r);
     stop_gateway();
 }
 
@@ -349,7 +273,7 @@ static void test_trusted_proxy(void **state)
                                         "--rate-limit-failure-burst=2",
                                         "--trusted-proxies=127.0.0.5/32", NULL};
     assert_int_equal(start_gateway(extra), 0);
-    resp_t r;
+    resp_t r = {0};
     /* client A behind the proxy uses up its budget */
     for (int i = 0; i < 2; i++) {
         failed_read("127.0.0.5", "198.51.100.7", &r);
@@ -374,6 +298,7 @@ static void test_trusted_proxy(void **state)
     assert_int_equal(r.status, 404);
     failed_read("127.0.0.6", "192.0.2.2", &r);
     assert_int_equal(r.status, 429);
+    th_http_resp_free(&r);
     stop_gateway();
 }
 
@@ -385,7 +310,7 @@ static void test_forwarded_header(void **state)
         "--rate-limit-failure-per-min=1", "--rate-limit-failure-burst=2",
         "--trusted-proxies=127.0.0.5/32", "--client-ip-header=forwarded", NULL};
     assert_int_equal(start_gateway(extra), 0);
-    resp_t r;
+    resp_t r = {0};
     const char *a = "Forwarded: for=\"[2001:db8:1:2::7]:4711\";proto=https";
     const char *a_same64 = "Forwarded: for=6.6.6.6, For=\"[2001:db8:1:2:ffff::9]\"";
     failed_read("127.0.0.5", a, &r);
@@ -403,6 +328,7 @@ static void test_forwarded_header(void **state)
     assert_int_equal(r.status, 404);
     failed_read("127.0.0.5", "198.51.100.32", &r);
     assert_int_equal(r.status, 429);
+    th_http_resp_free(&r);
     stop_gateway();
 }
 
@@ -413,7 +339,7 @@ static void test_exempt(void **state)
                                         "--rate-limit-failure-burst=1",
                                         "--rate-limit-exempt=127.0.0.7/32", NULL};
     assert_int_equal(start_gateway(extra), 0);
-    resp_t r;
+    resp_t r = {0};
     for (int i = 0; i < 10; i++) {
         failed_read("127.0.0.7", NULL, &r);
         assert_int_equal(r.status, 404);
@@ -422,6 +348,7 @@ static void test_exempt(void **state)
     assert_int_equal(r.status, 404);
     failed_read("127.0.0.8", NULL, &r);
     assert_int_equal(r.status, 429);
+    th_http_resp_free(&r);
     stop_gateway();
 }
 
@@ -463,10 +390,11 @@ static void test_nothing_about_clients(void **state)
     static const char *const extra[] = {"--rate-limit-failure-burst=1",
                                         "--trusted-proxies=127.0.0.5/32", NULL};
     assert_int_equal(start_gateway(extra), 0);
-    resp_t r;
+    resp_t r = {0};
     for (int i = 0; i < 3; i++)
         failed_read("127.0.0.5", "198.51.100.99", &r);
     assert_int_equal(r.status, 429);
+    th_http_resp_free(&r);
     char gwlog[600];
     snprintf(gwlog, sizeof(gwlog), "%s", E.gw.log_path);
     stop_gateway();
@@ -510,12 +438,12 @@ static void test_config_equals_flags(void **state)
                                         "--rate-limit-exempt=127.0.0.0/8",
                                         NULL};
     assert_int_equal(start_gateway(extra), 0);
-    resp_t r;
+    resp_t r = {0};
     const char *h[] = {"Mailbox-Request-ID: cfg-1", NULL};
     req("127.0.0.1", E.gw_port, "GET", "/v1/config", h, NULL, &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(header(&r, "Cache-Control"), "public, max-age=300");
-    assert_string_equal(header(&r, "Mailbox-Request-ID"), "cfg-1");
+    assert_string_equal(th_http_header(&r, "Cache-Control"), "public, max-age=300");
+    assert_string_equal(th_http_header(&r, "Mailbox-Request-ID"), "cfg-1");
     cJSON *j = cJSON_Parse(r.body);
     assert_non_null(j);
 #define NUM(obj, key) cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, obj), key))
@@ -569,6 +497,7 @@ static void test_config_equals_flags(void **state)
         cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "attestation"), "policy")),
         "verify-if-present");
     cJSON_Delete(j);
+    th_http_resp_free(&r);
     stop_gateway();
 }
 
