@@ -1,6 +1,8 @@
-/* The public REST/JSON API v1: routing (one table, ROUTES), header and body validation
- * (gw_json), device attestation, the mailbox-store calls (one table, STORE_OPS) and the
- * translation of their results into HTTP answers (gw_err, gw_preview).
+/* The public REST/JSON API v1: routing (one table, ROUTES), the per-client rate limits of the
+ * mailbox routes (gw_ratelimit), header and body validation (gw_json), device attestation, the
+ * mailbox-store calls (one table, STORE_OPS) and the translation of their results into HTTP
+ * answers (gw_err, gw_preview); the published configuration and contract (gw_pubconfig,
+ * gw_openapi).
  *
  * Every handler runs on the connection's loop thread and never blocks: a request that needs
  * backends owns an api_ctx_t, and each asynchronous step continues in a callback that
@@ -591,7 +593,7 @@ static void attest_then_store(api_ctx_t *c, const gw_payload_t *payload)
     if (!h) {
         attest_count("missing", NULL);
         send_error(api, r, GW_ERR_ATTESTATION_REQUIRED, NULL);
-    } else if (!gw_backend_configured(c->api->be, GW_BE_ATTEST)) {
+    } else if (!gw_backend_configured(api->be, GW_BE_ATTEST)) {
         send_error(api, r, GW_ERR_UNAVAILABLE, "device attestation cannot be verified");
     } else if (attest_verify(c, h, payload) == 0) {
         return;
