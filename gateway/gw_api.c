@@ -1,6 +1,8 @@
-/* The public REST/JSON API v1 (draft 001 as issue 3 §2 reads it): routing, header and body
- * validation (gw_json), device attestation (issue 5 §2), the mailbox-store calls and the
- * translation of their results into HTTP answers (gw_backend, gw_preview).
+/* The public REST/JSON API v1: routing (one table, ROUTES), the per-client rate limits of the
+ * mailbox routes (gw_ratelimit), header and body validation (gw_json), device attestation, the
+ * mailbox-store calls (one table, STORE_OPS) and the translation of their results into HTTP
+ * answers (gw_err, gw_preview); the published configuration and contract (gw_pubconfig,
+ * gw_openapi).
  *
  * Every handler runs on the connection's loop thread and never blocks: a request that needs
  * backends owns an api_ctx_t, and each asynchronous step continues in a callback that
@@ -18,89 +20,47 @@
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "cm_uuid.h"
-#include "gw_backend.h"
-#include "gw_http.h"
+#include "gw_err.h"
 #include "gw_json.h"
+#include "gw_openapi.h"
 #include "gw_preview.h"
+#include "gw_pubconfig.h"
+#include "gw_ratelimit.h"
 #include "tigress/attest/v1/attestation_verifier.pb-c.h"
 #include "tigress/mailbox/v1/mailbox_store.pb-c.h"
 
-/* ---- configuration ----------------------------------------------------------------------- */
-
-static const char *o_store_target, *o_store_shards, *o_push_target, *o_attest_target,
-    *o_public_base_url, *o_attest_policy, *o_lb_policy;
-static int64_t o_backend_timeout_ms, o_max_ttl;
-static int o_store_batch;
-
-static cm_opt_t api_opts[] = {
-    {"store-target", CM_OPT_STR, "127.0.0.1:7001", "mailbox-store gRPC target", &o_store_target},
-    {"store-shards", CM_OPT_STR, NULL,
-     "comma-separated mailbox-store shard addresses; mailboxes are placed by rendezvous hashing "
-     "of their id (cm_shard.h); overrides --store-target",
-     &o_store_shards},
-    {"push-target", CM_OPT_STR, NULL, "push-dispatch gRPC target; empty: push reported unsupported",
-     &o_push_target},
-    {"attestation-target", CM_OPT_STR, NULL,
-     "attestation-verifier gRPC target; empty: no verifier (a present attestation then gets "
-     "503 unless the policy is off)",
-     &o_attest_target},
-    {"backend-timeout-ms", CM_OPT_INT, "2000", "deadline of every backend call (ms)",
-     &o_backend_timeout_ms},
-    {"public-base-url", CM_OPT_STR, "http://127.0.0.1:8080",
-     "scheme://host[:port] used in urlLink and og:url", &o_public_base_url},
-    {"max-ttl", CM_OPT_INT, "172800", "largest mailbox lifetime a client may ask for (s)",
-     &o_max_ttl},
-    {"attestation-policy", CM_OPT_STR, "verify-if-present",
-     "device attestation on Create/Update: off | verify-if-present | required", &o_attest_policy},
-    {"lb-policy", CM_OPT_STR, NULL, "gRPC load-balancing policy for backends (round_robin in k8s)",
-     &o_lb_policy},
-    {"store-batch", CM_OPT_BOOL, "1",
-     "send the store reads of one loop iteration as one MailboxStore/Batch call (0: one call "
-     "per read, for a store older than Batch)",
-     &o_store_batch},
-};
-
-cm_opt_t *gw_api_options(size_t *n)
-{
-    *n = sizeof(api_opts) / sizeof(api_opts[0]);
-    return api_opts;
-}
-
 typedef enum { ATTEST_OFF, ATTEST_IF_PRESENT, ATTEST_REQUIRED } attest_policy_t;
 
-static struct {
+static const char *const POLICY_NAMES[] = {"off", "verify-if-present", "required"};
+
+struct gw_api {
+    gw_backend_t *be;   /* not owned */
+    gw_rl_t *limiter;   /* not owned; NULL: requests are not limited */
     char base_url[512]; /* public base URL without a trailing '/' */
     attest_policy_t policy;
     int64_t timeout_ms;
     int64_t max_ttl;
-} C;
+    gw_pubconfig_t published; /* what GET /v1/config answers */
+};
 
-int gw_api_start(int nloops)
+/* ---- configuration ----------------------------------------------------------------------- */
+
+static int parse_policy(const char *s, attest_policy_t *out)
 {
-    (void)nloops; /* one poller serves every loop; completions hop back with gw_req_post */
-    if (!strcmp(o_attest_policy ? o_attest_policy : "", "off"))
-        C.policy = ATTEST_OFF;
-    else if (!strcmp(o_attest_policy ? o_attest_policy : "", "verify-if-present"))
-        C.policy = ATTEST_IF_PRESENT;
-    else if (!strcmp(o_attest_policy ? o_attest_policy : "", "required"))
-        C.policy = ATTEST_REQUIRED;
-    else {
-        CM_ERROR(NULL, "gateway: --attestation-policy must be off, verify-if-present or required");
-        return -1;
+    for (int i = 0; i < 3; i++) {
+        if (s && !strcmp(s, POLICY_NAMES[i])) {
+            *out = (attest_policy_t)i;
+            return 0;
+        }
     }
-    int have_verifier = o_attest_target && *o_attest_target;
-    if (C.policy == ATTEST_REQUIRED && !have_verifier) {
-        CM_ERROR(NULL, "gateway: --attestation-policy=required needs --attestation-target");
-        return -1;
-    }
-    if (C.policy == ATTEST_IF_PRESENT && !have_verifier)
-        CM_WARN(NULL, "gateway: no --attestation-target: requests carrying a device attestation "
-                      "will get 503 (set --attestation-policy=off to ignore attestations)");
-    if (o_backend_timeout_ms <= 0 || o_max_ttl <= 0) {
-        CM_ERROR(NULL, "gateway: --backend-timeout-ms and --max-ttl must be positive");
-        return -1;
-    }
-    const char *u = o_public_base_url ? o_public_base_url : "";
+    CM_ERROR(NULL, "gateway: --attestation-policy must be off, verify-if-present or required");
+    return -1;
+}
+
+/* Keeps scheme://host[:port][/path] without trailing slashes in |api->base_url|. 0 or -1. */
+static int set_base_url(gw_api_t *api, const char *u)
+{
+    u = u ? u : "";
     if (strncasecmp(u, "http://", 7) && strncasecmp(u, "https://", 8)) {
         CM_ERROR(NULL, "gateway: --public-base-url must start with http:// or https://");
         return -1;
@@ -109,104 +69,117 @@ int gw_api_start(int nloops)
     while (n > 0 && u[n - 1] == '/')
         n--;
     size_t scheme = strncasecmp(u, "https://", 8) ? 7 : 8;
-    if (n <= scheme || n >= sizeof(C.base_url) || strpbrk(u, " \t\r\n\"<>")) {
+    if (n <= scheme || n >= sizeof(api->base_url) || strpbrk(u, " \t\r\n\"<>")) {
         CM_ERROR(NULL, "gateway: --public-base-url must be scheme://host[:port][/path], at most "
                        "511 characters");
         return -1;
     }
-    memcpy(C.base_url, u, n);
-    C.base_url[n] = '\0';
-    C.timeout_ms = o_backend_timeout_ms;
-    C.max_ttl = o_max_ttl;
-
-    gw_backend_config_t bc = {
-        .store_target = o_store_target,
-        .store_shards = o_store_shards,
-        .push_target = o_push_target,
-        .attest_target = o_attest_target,
-        .lb_policy = o_lb_policy,
-        .timeout_ms = o_backend_timeout_ms,
-        .store_batch = o_store_batch,
-    };
-    if (gw_backend_start(&bc) != 0)
-        return -1;
-    CM_INFO(NULL,
-            "gateway api: store=%s shards=%s push=%s attestation=%s policy=%s "
-            "timeout_ms=%lld max_ttl=%lld base_url=%s",
-            o_store_target, o_store_shards && *o_store_shards ? o_store_shards : "-",
-            o_push_target && *o_push_target ? o_push_target : "-",
-            have_verifier ? o_attest_target : "-", o_attest_policy, (long long)C.timeout_ms,
-            (long long)C.max_ttl, C.base_url);
+    memcpy(api->base_url, u, n);
+    api->base_url[n] = '\0';
     return 0;
 }
 
-void gw_api_stop(void)
+int gw_api_new(const gw_api_config_t *cfg, gw_backend_t *backend, gw_api_t **out)
 {
-    gw_backend_stop();
+    gw_api_t *api = calloc(1, sizeof(*api));
+    if (!api)
+        abort();
+    api->be = backend;
+    if (parse_policy(cfg->attestation_policy, &api->policy) != 0)
+        goto fail;
+    int have_verifier = gw_backend_configured(backend, GW_BE_ATTEST);
+    if (api->policy == ATTEST_REQUIRED && !have_verifier) {
+        CM_ERROR(NULL, "gateway: --attestation-policy=required needs --attestation-target");
+        goto fail;
+    }
+    if (api->policy == ATTEST_IF_PRESENT && !have_verifier)
+        CM_WARN(NULL, "gateway: no --attestation-target: requests carrying a device attestation "
+                      "will get 503 (set --attestation-policy=off to ignore attestations)");
+    if (cfg->timeout_ms <= 0 || cfg->max_ttl <= 0) {
+        CM_ERROR(NULL, "gateway: --backend-timeout-ms and --max-ttl must be positive");
+        goto fail;
+    }
+    if (set_base_url(api, cfg->public_base_url) != 0)
+        goto fail;
+    api->timeout_ms = cfg->timeout_ms;
+    api->max_ttl = cfg->max_ttl;
+    api->limiter = cfg->limiter;
+    api->published = (gw_pubconfig_t){
+        .max_ttl_s = cfg->max_ttl,
+        .attestation_policy = POLICY_NAMES[api->policy],
+        .attestation_verifier = have_verifier,
+        .backend = backend,
+        .limiter = cfg->limiter,
+    };
+    *out = api;
+    return 0;
+fail:
+    free(api);
+    return -1;
+}
+
+void gw_api_free(gw_api_t *api)
+{
+    free(api);
 }
 
 /* ---- responses --------------------------------------------------------------------------- */
 
-/* Echoes the correlation id under the name(s) it came with (001 §5 and later drafts). Invalid
- * values are refused before any answer but that 400, which echoes nothing. */
-static void echo_correlation(gw_req_t *r)
+/* Every answer of the API; a failure on a mailbox route is charged to the client's budget. */
+static void send_json(const gw_api_t *api, gw_req_t *r, int status, const char *body, size_t len)
 {
-    static const char *const names[] = {"mailbox-correlation-id", "mailbox-request-id"};
-    for (size_t i = 0; i < 2; i++) {
-        const char *v = gw_req_header(r, names[i]);
-        if (v && gw_correlation_id_valid(v))
-            gw_req_add_header(r, names[i], v);
-    }
-}
-
-static void send_json(gw_req_t *r, int status, const char *body, size_t len)
-{
-    echo_correlation(r);
+    gw_rl_observe(api->limiter, r, status);
+    gw_req_echo_correlation(r);
     gw_req_add_header(r, "cache-control", "no-store");
     gw_req_add_header(r, "x-content-type-options", "nosniff");
     gw_req_respond(r, status, "application/json", body, len);
 }
 
-static void send_error(gw_req_t *r, int status, const char *code, const char *message)
+/* The one way the API answers an error: status and code from |err|, |message| (NULL: the
+ * generic text of |err|). */
+static void send_error(const gw_api_t *api, gw_req_t *r, gw_err_t err, const char *message)
 {
     size_t len = 0;
-    char *body = gw_json_error_body(code, message, &len);
+    char *body = gw_json_error_body(err, message, &len);
     if (!body) {
         static const char oom[] =
             "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}";
-        send_json(r, 500, oom, sizeof(oom) - 1);
+        send_json(api, r, 500, oom, sizeof(oom) - 1);
         return;
     }
-    send_json(r, status, body, len);
+    send_json(api, r, gw_err_http_status(err), body, len);
     free(body);
 }
 
-static void send_grpc_error(gw_req_t *r, const cm_rpc_status_t *st)
+static void send_grpc_error(const gw_api_t *api, gw_req_t *r, const cm_rpc_status_t *st)
 {
-    gw_status_map_t m = gw_status_from_grpc(st->code);
-    if (m.http_status >= 500)
-        CM_DEBUG(gw_req_id(r), "gateway: backend answered %d", (int)st->code);
-    send_error(r, m.http_status, m.code, m.message);
+    gw_err_t err = gw_err_from_grpc(st->code);
+    if (gw_err_http_status(err) >= 500)
+        CM_DEBUG(gw_req_id(r), "gateway: backend answered %s", cm_rpc_code_name(st->code));
+    send_error(api, r, err, NULL);
 }
 
-static void send_empty_ok(gw_req_t *r, int duplicate)
+static void send_empty_ok(const gw_api_t *api, gw_req_t *r, int duplicate)
 {
-    send_json(r, duplicate ? 201 : 200, "{}", 2);
+    send_json(api, r, duplicate ? 201 : 200, "{}", 2);
 }
 
 /* ---- request context --------------------------------------------------------------------- */
 
 typedef enum {
-    OP_CREATE,
+    OP_NONE = -1,
+    OP_CREATE = 0,
     OP_UPDATE,
     OP_READ_DISPLAY,
     OP_READ_SECURE,
     OP_DELETE,
-    OP_RELINQUISH
+    OP_RELINQUISH,
+    OP_COUNT
 } op_t;
 
 typedef struct {
-    gw_req_t *r; /* not owned */
+    gw_api_t *api; /* not owned */
+    gw_req_t *r;   /* not owned */
     op_t op;
     int64_t deadline_ms;
     char id[CM_UUID_STRLEN + 1];
@@ -216,19 +189,19 @@ typedef struct {
     gw_update_body_t update; /* owned (OP_UPDATE) */
     /* Create: answers once both the store call and the push-support lookup are done */
     int pending;
-    int store_done;
     cm_rpc_status_t store_st;
     ProtobufCMessage *store_resp; /* owned */
 } api_ctx_t;
 
-static api_ctx_t *ctx_new(gw_req_t *r, op_t op)
+static api_ctx_t *ctx_new(gw_api_t *api, gw_req_t *r, op_t op)
 {
     api_ctx_t *c = calloc(1, sizeof(*c));
     if (!c)
         abort();
+    c->api = api;
     c->r = r;
     c->op = op;
-    c->deadline_ms = gw_backend_now_ms() + C.timeout_ms;
+    c->deadline_ms = gw_backend_now_ms() + api->timeout_ms;
     return c;
 }
 
@@ -241,6 +214,15 @@ static void ctx_free(api_ctx_t *c)
     if (c->store_resp)
         protobuf_c_message_free_unpacked(c->store_resp, NULL);
     free(c);
+}
+
+static gw_backend_caller_t caller_of(api_ctx_t *c, gw_backend_done_fn done)
+{
+    return (gw_backend_caller_t){.loop = gw_req_loop(c->r),
+                                 .request_id = gw_req_id(c->r),
+                                 .deadline_ms = c->deadline_ms,
+                                 .done = done,
+                                 .arg = c};
 }
 
 static void attest_count(const char *result, const char *format)
@@ -258,31 +240,231 @@ static void attest_count(const char *result, const char *format)
         cm_counter_add(c, 1);
 }
 
-/* ---- store calls ------------------------------------------------------------------------- */
+/* ---- the six store operations ------------------------------------------------------------ */
 
+/* The request messages of one store call, built on the caller's stack. */
+typedef struct {
+    Tigress__Mailbox__V1__Payload payload;
+    Tigress__Mailbox__V1__DisplayInformation disp;
+    Tigress__Mailbox__V1__NotificationToken tok;
+    union {
+        Tigress__Mailbox__V1__CreateRequest create;
+        Tigress__Mailbox__V1__UpdateRequest update;
+        Tigress__Mailbox__V1__ReadDisplayRequest rdisp;
+        Tigress__Mailbox__V1__ReadSecureRequest rsec;
+        Tigress__Mailbox__V1__DeleteRequest del;
+        Tigress__Mailbox__V1__RelinquishRequest rel;
+    } m;
+} store_msgs_t;
+
+/* One store operation: its gRPC method, how its request is built from the context, and how
+ * its successful response becomes the HTTP answer. */
+typedef struct {
+    const char *method;
+    const ProtobufCMessageDescriptor *resp_desc;
+    const ProtobufCMessage *(*build)(const api_ctx_t *c, store_msgs_t *m);
+    void (*answer)(api_ctx_t *c, const ProtobufCMessage *resp);
+} store_op_t;
+
+static void fill_payload(Tigress__Mailbox__V1__Payload *p, const gw_payload_t *src)
+{
+    *p = (Tigress__Mailbox__V1__Payload)TIGRESS__MAILBOX__V1__PAYLOAD__INIT;
+    p->type = (char *)src->type;
+    p->data.data = src->data;
+    p->data.len = src->data_len;
+}
+
+static void fill_token(Tigress__Mailbox__V1__NotificationToken *t, const gw_token_t *src)
+{
+    *t = (Tigress__Mailbox__V1__NotificationToken)TIGRESS__MAILBOX__V1__NOTIFICATION_TOKEN__INIT;
+    t->type = (char *)src->type;
+    t->token_data = src->token_data;
+}
+
+static const ProtobufCMessage *build_create(const api_ctx_t *c, store_msgs_t *m)
+{
+    Tigress__Mailbox__V1__CreateRequest *q = &m->m.create;
+    *q = (Tigress__Mailbox__V1__CreateRequest)TIGRESS__MAILBOX__V1__CREATE_REQUEST__INIT;
+    q->mailbox_id = (char *)c->id;
+    q->device_claim = (char *)c->claim;
+    q->correlation_id = (char *)c->corr;
+    fill_payload(&m->payload, &c->create.payload);
+    q->payload = &m->payload;
+    m->disp =
+        (Tigress__Mailbox__V1__DisplayInformation)TIGRESS__MAILBOX__V1__DISPLAY_INFORMATION__INIT;
+    m->disp.title = c->create.title;
+    m->disp.description = c->create.description;
+    m->disp.image_url = c->create.image_url;
+    q->display = &m->disp;
+    if (c->create.token.present) {
+        fill_token(&m->tok, &c->create.token);
+        q->notification_token = &m->tok;
+    }
+    q->access_rights = (char *)c->create.access_rights;
+    q->ttl_seconds = c->create.ttl_seconds;
+    return &q->base;
+}
+
+static const ProtobufCMessage *build_update(const api_ctx_t *c, store_msgs_t *m)
+{
+    Tigress__Mailbox__V1__UpdateRequest *q = &m->m.update;
+    *q = (Tigress__Mailbox__V1__UpdateRequest)TIGRESS__MAILBOX__V1__UPDATE_REQUEST__INIT;
+    q->mailbox_id = (char *)c->id;
+    q->device_claim = (char *)c->claim;
+    q->correlation_id = (char *)c->corr;
+    fill_payload(&m->payload, &c->update.payload);
+    q->payload = &m->payload;
+    fill_token(&m->tok, &c->update.token);
+    q->notification_token = &m->tok;
+    return &q->base;
+}
+
+static const ProtobufCMessage *build_read_display(const api_ctx_t *c, store_msgs_t *m)
+{
+    Tigress__Mailbox__V1__ReadDisplayRequest *q = &m->m.rdisp;
+    *q = (Tigress__Mailbox__V1__ReadDisplayRequest)TIGRESS__MAILBOX__V1__READ_DISPLAY_REQUEST__INIT;
+    q->mailbox_id = (char *)c->id;
+    return &q->base;
+}
+
+static const ProtobufCMessage *build_read_secure(const api_ctx_t *c, store_msgs_t *m)
+{
+    Tigress__Mailbox__V1__ReadSecureRequest *q = &m->m.rsec;
+    *q = (Tigress__Mailbox__V1__ReadSecureRequest)TIGRESS__MAILBOX__V1__READ_SECURE_REQUEST__INIT;
+    q->mailbox_id = (char *)c->id;
+    q->device_claim = (char *)c->claim;
+    q->correlation_id = (char *)c->corr;
+    return &q->base;
+}
+
+static const ProtobufCMessage *build_delete(const api_ctx_t *c, store_msgs_t *m)
+{
+    Tigress__Mailbox__V1__DeleteRequest *q = &m->m.del;
+    *q = (Tigress__Mailbox__V1__DeleteRequest)TIGRESS__MAILBOX__V1__DELETE_REQUEST__INIT;
+    q->mailbox_id = (char *)c->id;
+    q->device_claim = (char *)c->claim;
+    q->correlation_id = (char *)c->corr;
+    return &q->base;
+}
+
+static const ProtobufCMessage *build_relinquish(const api_ctx_t *c, store_msgs_t *m)
+{
+    Tigress__Mailbox__V1__RelinquishRequest *q = &m->m.rel;
+    *q = (Tigress__Mailbox__V1__RelinquishRequest)TIGRESS__MAILBOX__V1__RELINQUISH_REQUEST__INIT;
+    q->mailbox_id = (char *)c->id;
+    q->device_claim = (char *)c->claim;
+    q->correlation_id = (char *)c->corr;
+    return &q->base;
+}
+
+static void answer_create(api_ctx_t *c, const ProtobufCMessage *resp)
+{
+    const Tigress__Mailbox__V1__CreateResponse *m = (const void *)resp;
+    const char *id = m->mailbox_id && *m->mailbox_id ? m->mailbox_id : c->id;
+    char url[600];
+    snprintf(url, sizeof(url), "%s/v1/m/%s", c->api->base_url, id);
+    const char *type = c->create.token.present ? c->create.token.type : NULL;
+    int push = gw_backend_push_supported_now(c->api->be, type);
+    size_t len;
+    char *body = gw_json_create_response(url, push, &len);
+    if (!body)
+        send_error(c->api, c->r, GW_ERR_INTERNAL, NULL);
+    else
+        send_json(c->api, c->r, m->duplicate ? 201 : 200, body, len);
+    free(body);
+}
+
+static void answer_read_display(api_ctx_t *c, const ProtobufCMessage *resp)
+{
+    const Tigress__Mailbox__V1__ReadDisplayResponse *m = (const void *)resp;
+    const Tigress__Mailbox__V1__DisplayInformation *d = m->display;
+    char url[600];
+    snprintf(url, sizeof(url), "%s/v1/m/%s", c->api->base_url, c->id);
+    size_t len = 0;
+    char *body = gw_preview_render(d ? d->title : "", d ? d->description : "",
+                                   d ? d->image_url : "", url, &len);
+    if (!body) {
+        send_error(c->api, c->r, GW_ERR_INTERNAL, NULL);
+        return;
+    }
+    gw_req_t *r = c->r;
+    gw_req_echo_correlation(r);
+    gw_req_add_header(r, "cache-control", "no-store");
+    gw_req_add_header(r, "content-security-policy", GW_PREVIEW_CSP);
+    gw_req_add_header(r, "x-content-type-options", "nosniff");
+    gw_req_add_header(r, "referrer-policy", "no-referrer");
+    gw_req_respond(r, 200, "text/html; charset=utf-8", body, len);
+    free(body);
+}
+
+static void answer_read_secure(api_ctx_t *c, const ProtobufCMessage *resp)
+{
+    const Tigress__Mailbox__V1__ReadSecureResponse *m = (const void *)resp;
+    const Tigress__Mailbox__V1__DisplayInformation *d = m->display;
+    const Tigress__Mailbox__V1__Payload *p = m->payload;
+    size_t len = 0;
+    char *body = gw_json_read_response(
+        d ? d->title : "", d ? d->description : "", d ? d->image_url : "", p ? p->type : "",
+        p ? p->data.data : NULL, p ? p->data.len : 0, m->expires_at_ms, &len);
+    if (!body)
+        send_error(c->api, c->r, GW_ERR_INTERNAL, NULL);
+    else
+        send_json(c->api, c->r, m->duplicate ? 201 : 200, body, len);
+    free(body);
+}
+
+static void answer_update(api_ctx_t *c, const ProtobufCMessage *resp)
+{
+    send_empty_ok(c->api, c->r, ((const Tigress__Mailbox__V1__UpdateResponse *)resp)->duplicate);
+}
+
+static void answer_delete(api_ctx_t *c, const ProtobufCMessage *resp)
+{
+    send_empty_ok(c->api, c->r, ((const Tigress__Mailbox__V1__DeleteResponse *)resp)->duplicate);
+}
+
+static void answer_relinquish(api_ctx_t *c, const ProtobufCMessage *resp)
+{
+    send_empty_ok(c->api, c->r,
+                  ((const Tigress__Mailbox__V1__RelinquishResponse *)resp)->duplicate);
+}
+
+#define STORE_METHOD(name) "/tigress.mailbox.v1.MailboxStore/" name
+static const store_op_t STORE_OPS[OP_COUNT] = {
+    [OP_CREATE] = {STORE_METHOD("Create"), &tigress__mailbox__v1__create_response__descriptor,
+                   build_create, answer_create},
+    [OP_UPDATE] = {STORE_METHOD("Update"), &tigress__mailbox__v1__update_response__descriptor,
+                   build_update, answer_update},
+    [OP_READ_DISPLAY] = {STORE_METHOD("ReadDisplay"),
+                         &tigress__mailbox__v1__read_display_response__descriptor,
+                         build_read_display, answer_read_display},
+    [OP_READ_SECURE] = {STORE_METHOD("ReadSecure"),
+                        &tigress__mailbox__v1__read_secure_response__descriptor, build_read_secure,
+                        answer_read_secure},
+    [OP_DELETE] = {STORE_METHOD("Delete"), &tigress__mailbox__v1__delete_response__descriptor,
+                   build_delete, answer_delete},
+    [OP_RELINQUISH] = {STORE_METHOD("Relinquish"),
+                       &tigress__mailbox__v1__relinquish_response__descriptor, build_relinquish,
+                       answer_relinquish},
+};
+
+/* Answers from the store's status and response (owned by |c| or NULL), then frees |c|. */
+static void store_answer(api_ctx_t *c, const cm_rpc_status_t *st, const ProtobufCMessage *resp)
+{
+    if (st->code != GRPC_STATUS_OK || !resp)
+        send_grpc_error(c->api, c->r, st);
+    else
+        STORE_OPS[c->op].answer(c, resp);
+    ctx_free(c);
+}
+
+/* Create answers once both the store call and the push-support lookup ended. */
 static void create_try_finish(api_ctx_t *c)
 {
     if (c->pending > 0)
         return;
-    gw_req_t *r = c->r;
-    if (c->store_st.code != GRPC_STATUS_OK) {
-        send_grpc_error(r, &c->store_st);
-        ctx_free(c);
-        return;
-    }
-    Tigress__Mailbox__V1__CreateResponse *resp = (void *)c->store_resp;
-    const char *id = resp->mailbox_id && *resp->mailbox_id ? resp->mailbox_id : c->id;
-    char url[600];
-    snprintf(url, sizeof(url), "%s/v1/m/%s", C.base_url, id);
-    int push = gw_backend_push_supported_now(c->create.token.present ? c->create.token.type : NULL);
-    size_t len;
-    char *body = gw_json_create_response(url, push, &len);
-    if (!body)
-        send_error(r, 500, "internal", "internal error");
-    else
-        send_json(r, resp->duplicate ? 201 : 200, body, len);
-    free(body);
-    ctx_free(c);
+    cm_rpc_status_t st = c->store_st;
+    store_answer(c, &st, c->store_resp);
 }
 
 static void create_push_known(void *arg)
@@ -295,7 +477,6 @@ static void create_push_known(void *arg)
 static void store_done(void *arg, const cm_rpc_status_t *st, ProtobufCMessage *resp)
 {
     api_ctx_t *c = arg;
-    gw_req_t *r = c->r;
     if (c->op == OP_CREATE) {
         c->store_st = *st;
         c->store_resp = resp;
@@ -303,190 +484,38 @@ static void store_done(void *arg, const cm_rpc_status_t *st, ProtobufCMessage *r
         create_try_finish(c);
         return;
     }
-    if (st->code != GRPC_STATUS_OK) {
-        send_grpc_error(r, st);
-        ctx_free(c);
-        return;
-    }
-    size_t len = 0;
-    char *body = NULL;
-    switch (c->op) {
-    case OP_READ_DISPLAY: {
-        Tigress__Mailbox__V1__ReadDisplayResponse *m = (void *)resp;
-        Tigress__Mailbox__V1__DisplayInformation *d = m->display;
-        char url[600];
-        snprintf(url, sizeof(url), "%s/v1/m/%s", C.base_url, c->id);
-        body = gw_preview_render(d ? d->title : "", d ? d->description : "", d ? d->image_url : "",
-                                 url, &len);
-        if (!body) {
-            send_error(r, 500, "internal", "internal error");
-            break;
-        }
-        echo_correlation(r);
-        gw_req_add_header(r, "cache-control", "no-store");
-        gw_req_add_header(r, "content-security-policy", GW_PREVIEW_CSP);
-        gw_req_add_header(r, "x-content-type-options", "nosniff");
-        gw_req_add_header(r, "referrer-policy", "no-referrer");
-        gw_req_respond(r, 200, "text/html; charset=utf-8", body, len);
-        break;
-    }
-    case OP_READ_SECURE: {
-        Tigress__Mailbox__V1__ReadSecureResponse *m = (void *)resp;
-        Tigress__Mailbox__V1__DisplayInformation *d = m->display;
-        Tigress__Mailbox__V1__Payload *p = m->payload;
-        body = gw_json_read_response(
-            d ? d->title : "", d ? d->description : "", d ? d->image_url : "", p ? p->type : "",
-            p ? p->data.data : NULL, p ? p->data.len : 0, m->expires_at_ms, &len);
-        if (!body)
-            send_error(r, 500, "internal", "internal error");
-        else
-            send_json(r, m->duplicate ? 201 : 200, body, len);
-        break;
-    }
-    case OP_UPDATE:
-        send_empty_ok(r, ((Tigress__Mailbox__V1__UpdateResponse *)resp)->duplicate);
-        break;
-    case OP_DELETE:
-        send_empty_ok(r, ((Tigress__Mailbox__V1__DeleteResponse *)resp)->duplicate);
-        break;
-    case OP_RELINQUISH:
-        send_empty_ok(r, ((Tigress__Mailbox__V1__RelinquishResponse *)resp)->duplicate);
-        break;
-    default:
-        send_error(r, 500, "internal", "internal error");
-        break;
-    }
-    free(body);
+    store_answer(c, st, resp);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
-    ctx_free(c);
-}
-
-static void fill_payload(Tigress__Mailbox__V1__Payload *p, const gw_payload_t *src)
-{
-    p->type = (char *)src->type;
-    p->data.data = src->data;
-    p->data.len = src->data_len;
-}
-
-static void fill_token(Tigress__Mailbox__V1__NotificationToken *t, const gw_token_t *src)
-{
-    t->type = (char *)src->type;
-    t->token_data = src->token_data;
 }
 
 /* Starts the store call of |c|'s operation; on failure to start answers 503 and frees |c|. */
 static void store_call(api_ctx_t *c)
 {
-    Tigress__Mailbox__V1__Payload payload = TIGRESS__MAILBOX__V1__PAYLOAD__INIT;
-    Tigress__Mailbox__V1__DisplayInformation disp = TIGRESS__MAILBOX__V1__DISPLAY_INFORMATION__INIT;
-    Tigress__Mailbox__V1__NotificationToken tok = TIGRESS__MAILBOX__V1__NOTIFICATION_TOKEN__INIT;
-    const ProtobufCMessage *req = NULL;
-    const ProtobufCMessageDescriptor *rd = NULL;
-    const char *method = NULL;
-    union {
-        Tigress__Mailbox__V1__CreateRequest create;
-        Tigress__Mailbox__V1__UpdateRequest update;
-        Tigress__Mailbox__V1__ReadDisplayRequest rdisp;
-        Tigress__Mailbox__V1__ReadSecureRequest rsec;
-        Tigress__Mailbox__V1__DeleteRequest del;
-        Tigress__Mailbox__V1__RelinquishRequest rel;
-    } m;
-
-    switch (c->op) {
-    case OP_CREATE:
-        m.create = (Tigress__Mailbox__V1__CreateRequest)TIGRESS__MAILBOX__V1__CREATE_REQUEST__INIT;
-        m.create.mailbox_id = c->id;
-        m.create.device_claim = c->claim;
-        m.create.correlation_id = c->corr;
-        fill_payload(&payload, &c->create.payload);
-        m.create.payload = &payload;
-        disp.title = c->create.title;
-        disp.description = c->create.description;
-        disp.image_url = c->create.image_url;
-        m.create.display = &disp;
-        if (c->create.token.present) {
-            fill_token(&tok, &c->create.token);
-            m.create.notification_token = &tok;
-        }
-        m.create.access_rights = c->create.access_rights;
-        m.create.ttl_seconds = c->create.ttl_seconds;
-        req = &m.create.base;
-        method = "/tigress.mailbox.v1.MailboxStore/Create";
-        rd = &tigress__mailbox__v1__create_response__descriptor;
-        break;
-    case OP_UPDATE:
-        m.update = (Tigress__Mailbox__V1__UpdateRequest)TIGRESS__MAILBOX__V1__UPDATE_REQUEST__INIT;
-        m.update.mailbox_id = c->id;
-        m.update.device_claim = c->claim;
-        m.update.correlation_id = c->corr;
-        fill_payload(&payload, &c->update.payload);
-        m.update.payload = &payload;
-        fill_token(&tok, &c->update.token);
-        m.update.notification_token = &tok;
-        req = &m.update.base;
-        method = "/tigress.mailbox.v1.MailboxStore/Update";
-        rd = &tigress__mailbox__v1__update_response__descriptor;
-        break;
-    case OP_READ_DISPLAY:
-        m.rdisp = (Tigress__Mailbox__V1__ReadDisplayRequest)
-            TIGRESS__MAILBOX__V1__READ_DISPLAY_REQUEST__INIT;
-        m.rdisp.mailbox_id = c->id;
-        req = &m.rdisp.base;
-        method = "/tigress.mailbox.v1.MailboxStore/ReadDisplay";
-        rd = &tigress__mailbox__v1__read_display_response__descriptor;
-        break;
-    case OP_READ_SECURE:
-        m.rsec = (Tigress__Mailbox__V1__ReadSecureRequest)
-            TIGRESS__MAILBOX__V1__READ_SECURE_REQUEST__INIT;
-        m.rsec.mailbox_id = c->id;
-        m.rsec.device_claim = c->claim;
-        m.rsec.correlation_id = c->corr;
-        req = &m.rsec.base;
-        method = "/tigress.mailbox.v1.MailboxStore/ReadSecure";
-        rd = &tigress__mailbox__v1__read_secure_response__descriptor;
-        break;
-    case OP_DELETE:
-        m.del = (Tigress__Mailbox__V1__DeleteRequest)TIGRESS__MAILBOX__V1__DELETE_REQUEST__INIT;
-        m.del.mailbox_id = c->id;
-        m.del.device_claim = c->claim;
-        m.del.correlation_id = c->corr;
-        req = &m.del.base;
-        method = "/tigress.mailbox.v1.MailboxStore/Delete";
-        rd = &tigress__mailbox__v1__delete_response__descriptor;
-        break;
-    case OP_RELINQUISH:
-        m.rel =
-            (Tigress__Mailbox__V1__RelinquishRequest)TIGRESS__MAILBOX__V1__RELINQUISH_REQUEST__INIT;
-        m.rel.mailbox_id = c->id;
-        m.rel.device_claim = c->claim;
-        m.rel.correlation_id = c->corr;
-        req = &m.rel.base;
-        method = "/tigress.mailbox.v1.MailboxStore/Relinquish";
-        rd = &tigress__mailbox__v1__relinquish_response__descriptor;
-        break;
-    }
-
+    const store_op_t *op = &STORE_OPS[c->op];
+    store_msgs_t m;
+    const ProtobufCMessage *req = op->build(c, &m);
     if (c->op == OP_CREATE) {
         /* the push-support lookup runs alongside the store call */
         c->pending = 1;
         const char *type = c->create.token.present ? c->create.token.type : NULL;
-        if (gw_backend_push_supported(type, c->r, create_push_known, c) < 0)
+        if (gw_backend_push_supported(c->api->be, type, gw_req_loop(c->r), create_push_known, c) <
+            0)
             c->pending++;
     }
-    if (gw_backend_call(GW_BE_STORE, c->id, c->r, method, req, rd, c->deadline_ms, store_done, c) !=
-        0) {
-        cm_rpc_status_t st = {.code = GRPC_STATUS_UNAVAILABLE};
-        if (c->op == OP_CREATE) {
-            /* the push lookup may still be pending: finish through the same path */
-            c->store_st = st;
-            c->pending--;
-            create_try_finish(c);
-            return;
-        }
-        send_grpc_error(c->r, &st);
-        ctx_free(c);
+    gw_backend_caller_t caller = caller_of(c, store_done);
+    if (gw_backend_call(c->api->be, GW_BE_STORE, c->id, &caller, op->method, req, op->resp_desc) ==
+        0)
+        return;
+    cm_rpc_status_t st = {.code = GRPC_STATUS_UNAVAILABLE};
+    if (c->op == OP_CREATE) {
+        /* the push lookup may still be pending: finish through the same path */
+        c->store_st = st;
+        c->pending--;
+        create_try_finish(c);
+        return;
     }
+    store_answer(c, &st, NULL);
 }
 
 /* ---- attestation ------------------------------------------------------------------------- */
@@ -502,48 +531,28 @@ static void attest_done(void *arg, const cm_rpc_status_t *st, ProtobufCMessage *
         return;
     }
     if (st->code == GRPC_STATUS_OK || st->code == GRPC_STATUS_INVALID_ARGUMENT) {
-        /* a verdict, not an outage: the code stays out of logs and answers (issue 5 §2) */
+        /* a verdict, not an outage: the code stays out of logs and answers */
         attest_count("invalid", v ? v->format : NULL);
-        send_error(c->r, 401, "invalid_attestation", "device attestation not accepted");
+        send_error(c->api, c->r, GW_ERR_INVALID_ATTESTATION, NULL);
     } else {
         attest_count("error", NULL);
-        send_grpc_error(c->r, st);
+        send_grpc_error(c->api, c->r, st);
     }
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
     ctx_free(c);
 }
 
-/* Applies the attestation policy to a Create or Update whose body is valid, then continues
- * with the store call. The challenge is SHA-256 of the decoded payload bytes. */
-static void attest_then_store(api_ctx_t *c, const gw_payload_t *payload)
+/* Sends the decoded attestation header |h| to the verifier with SHA-256 of the payload bytes
+ * as the challenge. 0, or -1 after answering. */
+static int attest_verify(api_ctx_t *c, const char *h, const gw_payload_t *payload)
 {
-    gw_req_t *r = c->r;
-    const char *h = gw_req_header(r, "mailbox-device-attestation");
-    if (!h)
-        h = gw_req_header(r, "deviceattestation");
-    if (C.policy == ATTEST_OFF || (!h && C.policy == ATTEST_IF_PRESENT)) {
-        store_call(c);
-        return;
-    }
-    if (!h) {
-        attest_count("missing", NULL);
-        send_error(r, 401, "attestation_required", "device attestation required");
-        ctx_free(c);
-        return;
-    }
-    if (!gw_backend_configured(GW_BE_ATTEST)) {
-        send_error(r, 503, "unavailable", "device attestation cannot be verified");
-        ctx_free(c);
-        return;
-    }
     uint8_t *ao = NULL, *cd = NULL;
     size_t aol = 0, cdl = 0;
     if (gw_json_parse_attestation(h, &ao, &aol, &cd, &cdl) != 0) {
         attest_count("invalid", NULL);
-        send_error(r, 401, "invalid_attestation", "device attestation not accepted");
-        ctx_free(c);
-        return;
+        send_error(c->api, c->r, GW_ERR_INVALID_ATTESTATION, NULL);
+        return -1;
     }
     uint8_t challenge[SHA256_DIGEST_LENGTH];
     SHA256(payload->data, payload->data_len, challenge);
@@ -554,29 +563,56 @@ static void attest_then_store(api_ctx_t *c, const gw_payload_t *payload)
     req.client_data_json.len = cdl;
     req.expected_challenge.data = challenge;
     req.expected_challenge.len = sizeof(challenge);
-    int rc = gw_backend_call(GW_BE_ATTEST, NULL, r, "/tigress.attest.v1.AttestationVerifier/Verify",
-                             &req.base, &tigress__attest__v1__verify_response__descriptor,
-                             c->deadline_ms, attest_done, c);
+    gw_backend_caller_t caller = caller_of(c, attest_done);
+    int rc = gw_backend_call(c->api->be, GW_BE_ATTEST, NULL, &caller,
+                             "/tigress.attest.v1.AttestationVerifier/Verify", &req.base,
+                             &tigress__attest__v1__verify_response__descriptor);
     free(ao);
     free(cd);
     if (rc != 0) {
-        send_error(r, 503, "unavailable", "service temporarily unavailable");
-        ctx_free(c);
+        send_error(c->api, c->r, GW_ERR_UNAVAILABLE, NULL);
+        return -1;
     }
+    return 0;
 }
 
-/* ---- routing and request checks ---------------------------------------------------------- */
+/* Applies the attestation policy to a Create or Update whose body is valid, then continues
+ * with the store call. */
+static void attest_then_store(api_ctx_t *c, const gw_payload_t *payload)
+{
+    gw_req_t *r = c->r;
+    const gw_api_t *api = c->api;
+    attest_policy_t policy = api->policy;
+    const char *h = gw_req_header(r, "mailbox-device-attestation");
+    if (!h)
+        h = gw_req_header(r, "deviceattestation");
+    if (policy == ATTEST_OFF || (!h && policy == ATTEST_IF_PRESENT)) {
+        store_call(c);
+        return;
+    }
+    if (!h) {
+        attest_count("missing", NULL);
+        send_error(api, r, GW_ERR_ATTESTATION_REQUIRED, NULL);
+    } else if (!gw_backend_configured(api->be, GW_BE_ATTEST)) {
+        send_error(api, r, GW_ERR_UNAVAILABLE, "device attestation cannot be verified");
+    } else if (attest_verify(c, h, payload) == 0) {
+        return;
+    }
+    ctx_free(c);
+}
+
+/* ---- request checks ---------------------------------------------------------------------- */
 
 /* Common header checks of the mailbox routes. Answers and returns -1 on failure. */
 static int check_common(gw_req_t *r, api_ctx_t *c, int need_claim)
 {
-    static const char *const corr_names[] = {"mailbox-correlation-id", "mailbox-request-id"};
+    const gw_api_t *api = c->api;
     for (size_t i = 0; i < 2; i++) {
-        const char *v = gw_req_header(r, corr_names[i]);
+        const char *v = gw_req_header(r, gw_correlation_headers[i]);
         if (!v)
             continue;
         if (!gw_correlation_id_valid(v)) {
-            send_error(r, 400, "invalid_header",
+            send_error(api, r, GW_ERR_INVALID_HEADER,
                        "Mailbox-Correlation-ID must be 1..128 visible ASCII characters");
             return -1;
         }
@@ -588,7 +624,7 @@ static int check_common(gw_req_t *r, api_ctx_t *c, int need_claim)
     gw_req_body(r, &blen);
     const char *ct = gw_req_header(r, "content-type");
     if ((blen > 0 || (gw_req_has_body(r) && ct)) && !gw_media_type_is_json(ct)) {
-        send_error(r, 415, "unsupported_media_type", "request bodies must be application/json");
+        send_error(api, r, GW_ERR_UNSUPPORTED_MEDIA, NULL);
         return -1;
     }
 
@@ -597,33 +633,91 @@ static int check_common(gw_req_t *r, api_ctx_t *c, int need_claim)
     const char *a = gw_req_header(r, "mailbox-device-claim");
     const char *b = gw_req_header(r, "deviceclaim");
     if (a && b && strcasecmp(a, b) != 0) {
-        send_error(r, 400, "invalid_header", "deviceClaim and Mailbox-Device-Claim differ");
+        send_error(api, r, GW_ERR_INVALID_HEADER, "deviceClaim and Mailbox-Device-Claim differ");
         return -1;
     }
     const char *claim = a ? a : b;
     if (!claim) {
-        send_error(r, 400, "missing_header", "deviceClaim header is required");
+        send_error(api, r, GW_ERR_MISSING_HEADER, "deviceClaim header is required");
         return -1;
     }
     if (!cm_uuid_valid(claim, strlen(claim))) {
-        send_error(r, 400, "invalid_header", "deviceClaim must be a UUID");
+        send_error(api, r, GW_ERR_INVALID_HEADER, "deviceClaim must be a UUID");
         return -1;
     }
     cm_uuid_canonical(claim, c->claim);
     return 0;
 }
 
-static void handle_create(gw_req_t *r)
+/* ---- handlers ---------------------------------------------------------------------------- */
+
+typedef struct route route_t;
+typedef void (*route_fn)(gw_api_t *api, gw_req_t *r, const route_t *rt, const char *id);
+
+/* One row of the route table: a path (|with_id|: the path prefix of /prefix{id}, one
+ * non-empty segment), an HTTP method, labels, and the handler with its store operation. */
+struct route {
+    const char *path;
+    int with_id;
+    const char *method;
+    const char *label;    /* route label of the access log and metrics */
+    const char *resource; /* label of a 405 on this path */
+    route_fn handle;
+    op_t op; /* store operation of mailbox routes; OP_NONE otherwise */
+};
+
+static void handle_healthz(gw_api_t *api, gw_req_t *r, const route_t *rt, const char *id)
 {
-    api_ctx_t *c = ctx_new(r, OP_CREATE);
+    static const char ok[] = "{\"status\":\"ok\"}";
+    send_json(api, r, 200, ok, sizeof(ok) - 1);
+}
+
+static void readyz_answer(const gw_api_t *api, gw_req_t *r, int ready)
+{
+    static const char ok[] = "{\"status\":\"ready\"}";
+    static const char no[] = "{\"status\":\"not ready\"}";
+    if (ready)
+        send_json(api, r, 200, ok, sizeof(ok) - 1);
+    else
+        send_json(api, r, 503, no, sizeof(no) - 1);
+}
+
+typedef struct {
+    gw_api_t *api;
+    gw_req_t *r;
+} readyz_wait_t;
+
+static void readyz_known(void *arg)
+{
+    readyz_wait_t *w = arg;
+    readyz_answer(w->api, w->r, gw_backend_ready_now(w->api->be));
+    free(w);
+}
+
+static void handle_readyz(gw_api_t *api, gw_req_t *r, const route_t *rt, const char *id)
+{
+    readyz_wait_t *w = malloc(sizeof(*w));
+    if (!w)
+        abort();
+    *w = (readyz_wait_t){api, r};
+    int v = gw_backend_ready(api->be, gw_req_loop(r), readyz_known, w);
+    if (v >= 0) {
+        free(w);
+        readyz_answer(api, r, v);
+    }
+}
+
+static void handle_create(gw_api_t *api, gw_req_t *r, const route_t *rt, const char *id)
+{
+    api_ctx_t *c = ctx_new(api, r, OP_CREATE);
     if (check_common(r, c, 1) != 0)
         goto done;
     size_t len = 0;
     const uint8_t *body = gw_req_body(r, &len);
     gw_json_err_t err = {0};
-    if (gw_json_parse_create(body, len, (int64_t)time(NULL) * 1000, C.max_ttl, &c->create, &err) !=
-        0) {
-        send_error(r, err.code && !strcmp(err.code, "internal") ? 500 : 400, err.code, err.message);
+    if (gw_json_parse_create(body, len, (int64_t)time(NULL) * 1000, api->max_ttl, &c->create,
+                             &err) != 0) {
+        send_error(api, r, err.err, err.message);
         goto done;
     }
     /* A retried Create without mailboxIdentifier must name the same mailbox, or the store's
@@ -639,122 +733,102 @@ done:
     ctx_free(c);
 }
 
-static void handle_update(gw_req_t *r, api_ctx_t *c)
+/* The routes on /v1/m/{id}: header checks, the id, then the store (Update: body and
+ * attestation first). */
+static void handle_mailbox(gw_api_t *api, gw_req_t *r, const route_t *rt, const char *id)
 {
+    api_ctx_t *c = ctx_new(api, r, rt->op);
+    if (check_common(r, c, rt->op != OP_READ_DISPLAY) != 0)
+        goto done;
+    if (!cm_uuid_is_v4(id, strlen(id))) {
+        send_error(api, r, GW_ERR_INVALID_MAILBOX_ID, NULL);
+        goto done;
+    }
+    cm_uuid_canonical(id, c->id);
+    if (rt->op != OP_UPDATE) {
+        store_call(c);
+        return;
+    }
     size_t len = 0;
     const uint8_t *body = gw_req_body(r, &len);
     gw_json_err_t err = {0};
     if (gw_json_parse_update(body, len, &c->update, &err) != 0) {
-        send_error(r, 400, err.code, err.message);
-        ctx_free(c);
-        return;
+        send_error(api, r, err.err, err.message);
+        goto done;
     }
     attest_then_store(c, &c->update.payload);
+    return;
+done:
+    ctx_free(c);
 }
 
-static void handle_healthz(gw_req_t *r)
+static void handle_config(gw_api_t *api, gw_req_t *r, const route_t *rt, const char *id)
 {
-    static const char ok[] = "{\"status\":\"ok\"}";
-    send_json(r, 200, ok, sizeof(ok) - 1);
+    gw_pubconfig_handle(&api->published, r);
 }
 
-static void readyz_answer(gw_req_t *r, int ready)
+static void handle_openapi(gw_api_t *api, gw_req_t *r, const route_t *rt, const char *id)
 {
-    static const char ok[] = "{\"status\":\"ready\"}";
-    static const char no[] = "{\"status\":\"not ready\"}";
-    if (ready)
-        send_json(r, 200, ok, sizeof(ok) - 1);
-    else
-        send_json(r, 503, no, sizeof(no) - 1);
+    gw_openapi_handle(r);
 }
 
-static void readyz_known(void *arg)
+/* ---- routing ----------------------------------------------------------------------------- */
+
+static const route_t ROUTES[] = {
+    {"/healthz", 0, "GET", "healthz", "healthz", handle_healthz, OP_NONE},
+    {"/readyz", 0, "GET", "readyz", "readyz", handle_readyz, OP_NONE},
+    {"/v1/config", 0, "GET", "config", "config", handle_config, OP_NONE},
+    {"/v1/openapi.json", 0, "GET", "openapi", "openapi", handle_openapi, OP_NONE},
+    {"/v1/m", 0, "POST", "create", "create", handle_create, OP_CREATE},
+    {"/v1/m/", 1, "GET", "read_display", "mailbox", handle_mailbox, OP_READ_DISPLAY},
+    {"/v1/m/", 1, "POST", "read_secure", "mailbox", handle_mailbox, OP_READ_SECURE},
+    {"/v1/m/", 1, "PUT", "update", "mailbox", handle_mailbox, OP_UPDATE},
+    {"/v1/m/", 1, "DELETE", "delete", "mailbox", handle_mailbox, OP_DELETE},
+    {"/v1/m/", 1, "PATCH", "relinquish", "mailbox", handle_mailbox, OP_RELINQUISH},
+};
+#define NROUTES (sizeof(ROUTES) / sizeof(ROUTES[0]))
+
+/* Whether |path| is |rt|'s path; sets *id to the {id} segment of a route with one. */
+static int path_matches(const route_t *rt, const char *path, const char **id)
 {
-    readyz_answer(arg, gw_backend_ready_now());
+    if (!rt->with_id)
+        return strcmp(path, rt->path) == 0;
+    size_t n = strlen(rt->path);
+    if (strncmp(path, rt->path, n) != 0 || !path[n] || strchr(path + n, '/'))
+        return 0;
+    *id = path + n;
+    return 1;
 }
 
-static void handle_readyz(gw_req_t *r)
+void gw_api_handle(void *ctx, gw_req_t *r)
 {
-    int v = gw_backend_ready(r, readyz_known, r);
-    if (v >= 0)
-        readyz_answer(r, v);
-}
-
-static void method_not_allowed(gw_req_t *r, const char *allow)
-{
-    gw_req_add_header(r, "allow", allow);
-    send_error(r, 405, "method_not_allowed", "method not allowed on this resource");
-}
-
-void gw_api_handle(gw_req_t *r)
-{
-    const char *path = gw_req_path(r);
-    const char *method = gw_req_method(r);
-
-    if (!strcmp(path, "/healthz") || !strcmp(path, "/readyz")) {
-        int h = path[1] == 'h';
-        gw_req_set_route(r, h ? "healthz" : "readyz");
-        if (strcmp(method, "GET") != 0) {
-            method_not_allowed(r, "GET");
+    gw_api_t *api = ctx;
+    const char *path = gw_req_path(r), *method = gw_req_method(r), *id = NULL;
+    const route_t *on_path = NULL;
+    char allow[64] = "";
+    /* over budget: 429 before anything else is looked at or forwarded (mailbox routes only) */
+    if (gw_rl_admit(api->limiter, r) != 0)
+        return;
+    for (size_t i = 0; i < NROUTES; i++) {
+        const route_t *rt = &ROUTES[i];
+        if (!path_matches(rt, path, &id))
+            continue;
+        if (!strcmp(method, rt->method)) {
+            gw_req_set_route(r, rt->label);
+            rt->handle(api, r, rt, id);
             return;
         }
-        if (h)
-            handle_healthz(r);
-        else
-            handle_readyz(r);
-        return;
+        if (!on_path)
+            on_path = rt;
+        size_t n = strlen(allow);
+        snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "", rt->method);
     }
-    if (!strcmp(path, "/v1/m")) {
-        gw_req_set_route(r, "create");
-        if (strcmp(method, "POST") != 0) {
-            method_not_allowed(r, "POST");
-            return;
-        }
-        handle_create(r);
-        return;
-    }
-    static const char prefix[] = "/v1/m/";
-    const char *id = path + sizeof(prefix) - 1;
-    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0 || !*id || strchr(id, '/')) {
+    if (!on_path) {
         gw_req_set_route(r, "unknown");
-        send_error(r, 404, "not_found", "no such resource");
+        send_error(api, r, GW_ERR_NOT_FOUND, "no such resource");
         return;
     }
-
-    op_t op;
-    const char *route;
-    int need_claim = 1;
-    if (!strcmp(method, "GET")) {
-        op = OP_READ_DISPLAY, route = "read_display", need_claim = 0;
-    } else if (!strcmp(method, "POST")) {
-        op = OP_READ_SECURE, route = "read_secure";
-    } else if (!strcmp(method, "PUT")) {
-        op = OP_UPDATE, route = "update";
-    } else if (!strcmp(method, "DELETE")) {
-        op = OP_DELETE, route = "delete";
-    } else if (!strcmp(method, "PATCH")) {
-        op = OP_RELINQUISH, route = "relinquish";
-    } else {
-        gw_req_set_route(r, "mailbox");
-        method_not_allowed(r, "GET, POST, PUT, DELETE, PATCH");
-        return;
-    }
-    gw_req_set_route(r, route);
-
-    api_ctx_t *c = ctx_new(r, op);
-    if (check_common(r, c, need_claim) != 0) {
-        ctx_free(c);
-        return;
-    }
-    size_t idlen = strlen(id);
-    if (!cm_uuid_is_v4(id, idlen)) {
-        send_error(r, 400, "invalid_mailbox_id", "mailbox identifier must be a version 4 UUID");
-        ctx_free(c);
-        return;
-    }
-    cm_uuid_canonical(id, c->id);
-    if (op == OP_UPDATE)
-        handle_update(r, c);
-    else
-        store_call(c);
+    gw_req_set_route(r, on_path->resource);
+    gw_req_add_header(r, "allow", allow);
+    send_error(api, r, GW_ERR_METHOD_NOT_ALLOWED, NULL);
 }

@@ -19,10 +19,10 @@
 
 static const char *const be_names[GW_BE_COUNT] = {"store", "push", "attest"};
 
-/* A request waiting for a cache refresh. */
+/* A caller waiting for a cache refresh. */
 typedef struct waiter {
     struct waiter *next;
-    gw_req_t *r; /* not owned; kept alive by the pending answer */
+    gw_loop_t *loop; /* where |fn| runs */
     void (*fn)(void *);
     void *arg;
 } waiter_t;
@@ -38,13 +38,13 @@ typedef struct {
     unsigned push_mask; /* push cache: bit per known token type */
 } cache_t;
 
-static struct {
-    int started;
-    gw_backend_config_t cfg;
-    /* owned; NULL when not configured. For the store: the only shard without --store-shards,
+struct gw_backend {
+    gw_backend_config_t cfg; /* strings point into |strs| */
+    char *strs[5];           /* owned copies of the configuration's strings */
+    /* owned; NULL when not configured. For the store: the only shard without store_shards,
      * else unused (see |store|). */
     cm_rpc_channel_t *ch[GW_BE_COUNT];
-    cm_shards_t *shards;      /* owned; NULL without --store-shards */
+    cm_shards_t *shards;      /* owned; NULL without store_shards */
     cm_rpc_channel_t **store; /* owned array of |nstore| channels, one per shard */
     size_t nstore;
     /* readiness refresh in progress: calls outstanding and shards that answered SERVING;
@@ -53,9 +53,6 @@ static struct {
     cm_rpc_async_t *async; /* owned */
     cm_histogram_t *latency[GW_BE_COUNT];
     cache_t ready, push;
-} B = {
-    .ready = {.mu = PTHREAD_MUTEX_INITIALIZER},
-    .push = {.mu = PTHREAD_MUTEX_INITIALIZER},
 };
 
 static const char *const push_types[] = {"com.apple.apns", "com.google.fcm", "webhook"};
@@ -86,7 +83,9 @@ static int is_backend_failure(int code)
     }
 }
 
-void gw_backend_count_error(gw_backend_id_t be, int grpc_code)
+/* Counts one backend failure (outage, deadline, internal error) by gRPC code name. Answers
+ * about the request itself (NOT_FOUND, PERMISSION_DENIED, ...) are not failures. */
+static void count_error(gw_backend_id_t be, int grpc_code)
 {
     char labels[96];
     snprintf(labels, sizeof(labels), "backend=\"%s\",code=\"%s\"", be_names[be],
@@ -98,42 +97,43 @@ void gw_backend_count_error(gw_backend_id_t be, int grpc_code)
         cm_counter_add(c, 1);
 }
 
-size_t gw_backend_store_shards(void)
+size_t gw_backend_store_shards(const gw_backend_t *b)
 {
-    return B.nstore;
+    return b->nstore;
 }
 
-int gw_backend_configured(gw_backend_id_t be)
+int gw_backend_configured(const gw_backend_t *b, gw_backend_id_t be)
 {
     if (be == GW_BE_STORE)
-        return B.nstore > 0;
-    return be < GW_BE_COUNT && B.ch[be] != NULL;
+        return b->nstore > 0;
+    return be < GW_BE_COUNT && b->ch[be] != NULL;
 }
 
 /* The store shard of |key| (the mailbox id). */
-static size_t shard_for(const char *key)
+static size_t shard_for(const gw_backend_t *b, const char *key)
 {
-    if (!B.shards || !key)
+    if (!b->shards || !key)
         return 0;
-    return cm_shards_pick(B.shards, key, strlen(key));
+    return cm_shards_pick(b->shards, key, strlen(key));
 }
 
 /* The channel serving |be| for |key| (the mailbox id for the store). */
-static cm_rpc_channel_t *channel_for(gw_backend_id_t be, const char *key)
+static cm_rpc_channel_t *channel_for(const gw_backend_t *b, gw_backend_id_t be, const char *key)
 {
     if (be != GW_BE_STORE)
-        return be < GW_BE_COUNT ? B.ch[be] : NULL;
-    if (B.nstore == 0)
+        return be < GW_BE_COUNT ? b->ch[be] : NULL;
+    if (b->nstore == 0)
         return NULL;
-    return B.store[shard_for(key)];
+    return b->store[shard_for(b, key)];
 }
 
 /* ---- calls ------------------------------------------------------------------------------- */
 
 /* One call in flight, then the hop of its result to the loop. */
 typedef struct {
+    gw_backend_t *b;
     gw_backend_id_t be;
-    gw_req_t *r;
+    gw_loop_t *loop;
     gw_backend_done_fn done;
     void *arg;
     int64_t started_ms;
@@ -153,11 +153,12 @@ static void call_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *r
     hop_t *h = user;
     h->st = *st;
     h->resp = resp;
-    if (B.latency[h->be])
-        cm_histogram_observe(B.latency[h->be], (double)(gw_backend_now_ms() - h->started_ms) / 1e3);
+    if (h->b->latency[h->be])
+        cm_histogram_observe(h->b->latency[h->be],
+                             (double)(gw_backend_now_ms() - h->started_ms) / 1e3);
     if (is_backend_failure(st->code))
-        gw_backend_count_error(h->be, st->code);
-    if (gw_req_post(h->r, hop_run, h) != 0) {
+        count_error(h->be, st->code);
+    if (gw_loop_post(h->loop, hop_run, h) != 0) {
         /* the loop is gone (shutdown): nobody can answer this request any more */
         if (resp)
             protobuf_c_message_free_unpacked(resp, NULL);
@@ -172,7 +173,7 @@ static void call_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *r
 
 /* One read waiting in, or travelling with, a batch. */
 typedef struct {
-    gw_req_t *r; /* not owned; alive while unanswered */
+    char rid[32]; /* x-request-id of the read */
     gw_backend_done_fn done;
     void *arg;
     const ProtobufCMessageDescriptor *resp_desc;
@@ -184,6 +185,8 @@ typedef struct {
 
 /* The reads of one loop thread for one shard, from one loop iteration. */
 typedef struct {
+    gw_backend_t *owner; /* not owned */
+    gw_loop_t *loop;     /* the loop thread that filled it, where the answers go */
     size_t shard;
     size_t n;
     bitem_t items[GW_BACKEND_BATCH_MAX];
@@ -197,9 +200,7 @@ typedef struct {
 static __thread batch_t *tl_batch[BATCH_SLOTS];
 static __thread int tl_flush_deferred;
 
-/* Answers each read of a finished batch, on the loop thread that filled it. The first item's
- * request is held by the post; the others are alive because they are still unanswered, and
- * none is touched after its |done| ran. */
+/* Answers each read of a finished batch, on the loop thread that filled it. */
 static void batch_run(void *p)
 {
     batch_t *b = p;
@@ -228,10 +229,11 @@ static void batch_run(void *p)
                 }
             }
         }
-        if (B.latency[GW_BE_STORE])
-            cm_histogram_observe(B.latency[GW_BE_STORE], (double)(now - it->started_ms) / 1e3);
+        if (b->owner->latency[GW_BE_STORE])
+            cm_histogram_observe(b->owner->latency[GW_BE_STORE],
+                                 (double)(now - it->started_ms) / 1e3);
         if (is_backend_failure(st.code))
-            gw_backend_count_error(GW_BE_STORE, st.code);
+            count_error(GW_BE_STORE, st.code);
         it->done(it->arg, &st, resp);
     }
     if (b->resp)
@@ -244,7 +246,7 @@ static void batch_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *
     batch_t *b = user;
     b->st = *st;
     b->resp = (Tigress__Mailbox__V1__BatchResponse *)resp;
-    if (gw_req_post(b->items[0].r, batch_run, b) != 0) {
+    if (gw_loop_post(b->loop, batch_run, b) != 0) {
         /* the loop is gone (shutdown): nobody can answer these requests any more */
         if (resp)
             protobuf_c_message_free_unpacked(resp, NULL);
@@ -262,17 +264,17 @@ static void batch_send(batch_t *b)
         calls[i].method = (char *)b->items[i].method;
         calls[i].request.data = b->items[i].req;
         calls[i].request.len = b->items[i].req_len;
-        calls[i].request_id = (char *)gw_req_id(b->items[i].r);
+        calls[i].request_id = b->items[i].rid;
         pcalls[i] = &calls[i];
     }
     Tigress__Mailbox__V1__BatchRequest breq = TIGRESS__MAILBOX__V1__BATCH_REQUEST__INIT;
     breq.calls = pcalls;
     breq.n_calls = b->n;
     int64_t left = b->deadline_ms - gw_backend_now_ms();
-    cm_rpc_call_opts_t opts = {.timeout_ms = left > 0 ? left : 1,
-                               .request_id = gw_req_id(b->items[0].r)};
-    cm_rpc_channel_t *ch = B.started && b->shard < B.nstore ? B.store[b->shard] : NULL;
-    int rc = ch ? cm_rpc_call_async(B.async, ch, STORE_PREFIX "Batch", &breq.base,
+    cm_rpc_call_opts_t opts = {.timeout_ms = left > 0 ? left : 1, .request_id = b->items[0].rid};
+    gw_backend_t *be = b->owner;
+    cm_rpc_channel_t *ch = b->shard < be->nstore ? be->store[b->shard] : NULL;
+    int rc = ch ? cm_rpc_call_async(be->async, ch, STORE_PREFIX "Batch", &breq.base,
                                     &tigress__mailbox__v1__batch_response__descriptor, &opts,
                                     batch_done, b)
                 : -1;
@@ -301,13 +303,14 @@ static void batch_flush(void *unused)
 }
 
 /* Adds a store read to this thread's batch for |key|'s shard. 0, or -1 (nothing queued). */
-static int batch_add(const char *key, gw_req_t *r, const char *method, const ProtobufCMessage *req,
-                     const ProtobufCMessageDescriptor *resp_desc, int64_t deadline_ms,
-                     gw_backend_done_fn done, void *arg)
+static int batch_add(gw_backend_t *be, const char *key, const gw_backend_caller_t *caller,
+                     const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc)
 {
-    size_t shard = shard_for(key), slot = shard % BATCH_SLOTS;
+    size_t shard = shard_for(be, key), slot = shard % BATCH_SLOTS;
     batch_t *b = tl_batch[slot];
-    if (b && b->shard != shard) { /* another shard on this slot (> BATCH_SLOTS shards) */
+    if (b && (b->shard != shard || b->owner != be)) {
+        /* another shard on this slot (> BATCH_SLOTS shards), or another instance */
         tl_batch[slot] = NULL;
         batch_send(b);
         b = NULL;
@@ -316,8 +319,10 @@ static int batch_add(const char *key, gw_req_t *r, const char *method, const Pro
         b = calloc(1, sizeof(*b));
         if (!b)
             return -1;
+        b->owner = be;
+        b->loop = caller->loop;
         b->shard = shard;
-        b->deadline_ms = deadline_ms;
+        b->deadline_ms = caller->deadline_ms;
     }
     bitem_t *it = &b->items[b->n];
     it->req_len = protobuf_c_message_get_packed_size(req);
@@ -329,7 +334,7 @@ static int batch_add(const char *key, gw_req_t *r, const char *method, const Pro
     }
     protobuf_c_message_pack(req, it->req);
     if (!tl_flush_deferred) {
-        if (gw_req_defer(r, batch_flush, NULL) != 0) {
+        if (gw_loop_defer(caller->loop, batch_flush, NULL) != 0) {
             free(it->req);
             it->req = NULL;
             if (b->n == 0)
@@ -338,14 +343,14 @@ static int batch_add(const char *key, gw_req_t *r, const char *method, const Pro
         }
         tl_flush_deferred = 1;
     }
-    it->r = r;
-    it->done = done;
-    it->arg = arg;
+    snprintf(it->rid, sizeof(it->rid), "%s", caller->request_id ? caller->request_id : "");
+    it->done = caller->done;
+    it->arg = caller->arg;
     it->resp_desc = resp_desc;
     it->method = method + strlen(STORE_PREFIX);
     it->started_ms = gw_backend_now_ms();
-    if (deadline_ms < b->deadline_ms)
-        b->deadline_ms = deadline_ms;
+    if (caller->deadline_ms < b->deadline_ms)
+        b->deadline_ms = caller->deadline_ms;
     b->n++;
     if (b->n == GW_BACKEND_BATCH_MAX) {
         tl_batch[slot] = NULL;
@@ -362,31 +367,32 @@ static int is_batched_read(const char *method)
            strcmp(method, STORE_PREFIX "ReadSecure") == 0;
 }
 
-int gw_backend_call(gw_backend_id_t be, const char *key, gw_req_t *r, const char *method,
-                    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
-                    int64_t deadline_ms, gw_backend_done_fn done, void *arg)
+int gw_backend_call(gw_backend_t *b, gw_backend_id_t be, const char *key,
+                    const gw_backend_caller_t *caller, const char *method,
+                    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc)
 {
-    if (be == GW_BE_STORE && B.cfg.store_batch && is_batched_read(method)) {
+    if (be == GW_BE_STORE && b->cfg.store_batch && is_batched_read(method)) {
         /* the shard (and its channel) is picked when the batch is sent */
-        if (!B.started || B.nstore == 0)
+        if (b->nstore == 0)
             return -1;
-        return batch_add(key, r, method, req, resp_desc, deadline_ms, done, arg);
+        return batch_add(b, key, caller, method, req, resp_desc);
     }
-    cm_rpc_channel_t *ch = B.started ? channel_for(be, key) : NULL;
+    cm_rpc_channel_t *ch = channel_for(b, be, key);
     if (!ch)
         return -1;
     hop_t *h = calloc(1, sizeof(*h));
     if (!h)
         return -1;
+    h->b = b;
     h->be = be;
-    h->r = r;
-    h->done = done;
-    h->arg = arg;
+    h->loop = caller->loop;
+    h->done = caller->done;
+    h->arg = caller->arg;
     h->started_ms = gw_backend_now_ms();
-    int64_t left = deadline_ms - h->started_ms;
-    cm_rpc_call_opts_t opts = {.timeout_ms = left > 0 ? left : 1, .request_id = gw_req_id(r)};
-    if (cm_rpc_call_async(B.async, ch, method, req, resp_desc, &opts, call_done, h) != 0) {
-        gw_backend_count_error(be, GRPC_STATUS_UNAVAILABLE);
+    int64_t left = caller->deadline_ms - h->started_ms;
+    cm_rpc_call_opts_t opts = {.timeout_ms = left > 0 ? left : 1, .request_id = caller->request_id};
+    if (cm_rpc_call_async(b->async, ch, method, req, resp_desc, &opts, call_done, h) != 0) {
+        count_error(be, GRPC_STATUS_UNAVAILABLE);
         free(h);
         return -1;
     }
@@ -395,7 +401,7 @@ int gw_backend_call(gw_backend_id_t be, const char *key, gw_req_t *r, const char
 
 /* ---- caches ------------------------------------------------------------------------------ */
 
-/* Ends a refresh: stores the value (under |c->mu| via |apply|) and wakes the waiters. */
+/* Ends a refresh: stores the value under |c->mu| and wakes the waiters on their loops. */
 static void cache_finish(cache_t *c, int64_t ttl_ms, int ready, unsigned push_mask)
 {
     pthread_mutex_lock(&c->mu);
@@ -408,24 +414,24 @@ static void cache_finish(cache_t *c, int64_t ttl_ms, int ready, unsigned push_ma
     pthread_mutex_unlock(&c->mu);
     while (w) {
         waiter_t *next = w->next;
-        gw_req_post(w->r, w->fn, w->arg); /* -1 only when the loop is gone */
+        gw_loop_post(w->loop, w->fn, w->arg); /* -1 only when the loop is gone */
         free(w);
         w = next;
     }
 }
 
-/* Under |c->mu|: 1 when the value is fresh; else queues the waiter (when |r|) and returns 0,
+/* Under |c->mu|: 1 when the value is fresh; else queues the waiter (when |loop|) and returns 0,
  * setting *start when the caller must start the refresh. */
-static int cache_check(cache_t *c, gw_req_t *r, void (*fn)(void *), void *arg, int *start)
+static int cache_check(cache_t *c, gw_loop_t *loop, void (*fn)(void *), void *arg, int *start)
 {
     *start = 0;
     if (gw_backend_now_ms() < c->fresh_until_ms)
         return 1;
-    if (r) {
+    if (loop) {
         waiter_t *w = calloc(1, sizeof(*w));
         if (!w)
             abort();
-        w->r = r;
+        w->loop = loop;
         w->fn = fn;
         w->arg = arg;
         w->next = c->waiters;
@@ -441,15 +447,15 @@ static int cache_check(cache_t *c, gw_req_t *r, void (*fn)(void *), void *arg, i
 /* One shard's health answer. The gateway is ready while at least one shard serves: a dead
  * shard makes only its own mailboxes unavailable, and pulling every gateway out of the load
  * balancer for it would take the healthy shards down too. */
-static void ready_one(int serving)
+static void ready_one(gw_backend_t *b, int serving)
 {
-    pthread_mutex_lock(&B.ready.mu);
-    B.ready_serving += serving ? 1 : 0;
-    int last = --B.ready_left == 0;
-    int ready = B.ready_serving > 0;
-    pthread_mutex_unlock(&B.ready.mu);
+    pthread_mutex_lock(&b->ready.mu);
+    b->ready_serving += serving ? 1 : 0;
+    int last = --b->ready_left == 0;
+    int ready = b->ready_serving > 0;
+    pthread_mutex_unlock(&b->ready.mu);
     if (last)
-        cache_finish(&B.ready, READY_TTL_MS, ready, 0);
+        cache_finish(&b->ready, READY_TTL_MS, ready, 0);
 }
 
 static void ready_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *resp)
@@ -459,62 +465,63 @@ static void ready_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *
         Grpc__Health__V1__HealthCheckResponse *h = (void *)resp;
         ready = h->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
     } else {
-        gw_backend_count_error(GW_BE_STORE, st->code);
+        count_error(GW_BE_STORE, st->code);
     }
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
-    ready_one(ready);
+    ready_one(user, ready);
 }
 
-static void ready_refresh(void)
+static void ready_refresh(gw_backend_t *b)
 {
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     req.service = "tigress.mailbox.v1.MailboxStore"; /* not "": another server on the port */
-    int64_t t = B.cfg.timeout_ms < READY_TTL_MS ? B.cfg.timeout_ms : READY_TTL_MS;
+    int64_t t = b->cfg.timeout_ms < READY_TTL_MS ? b->cfg.timeout_ms : READY_TTL_MS;
     cm_rpc_call_opts_t opts = {.timeout_ms = t > 0 ? t : 1};
-    size_t n = B.started ? B.nstore : 0;
+    size_t n = b->nstore;
     if (n == 0) {
-        cache_finish(&B.ready, READY_TTL_MS, 0, 0);
+        cache_finish(&b->ready, READY_TTL_MS, 0, 0);
         return;
     }
-    pthread_mutex_lock(&B.ready.mu);
-    B.ready_left = n;
-    B.ready_serving = 0;
-    pthread_mutex_unlock(&B.ready.mu);
+    pthread_mutex_lock(&b->ready.mu);
+    b->ready_left = n;
+    b->ready_serving = 0;
+    pthread_mutex_unlock(&b->ready.mu);
     for (size_t i = 0; i < n; i++) {
-        if (cm_rpc_call_async(B.async, B.store[i], "/grpc.health.v1.Health/Check", &req.base,
+        if (cm_rpc_call_async(b->async, b->store[i], "/grpc.health.v1.Health/Check", &req.base,
                               &grpc__health__v1__health_check_response__descriptor, &opts,
-                              ready_done, NULL) != 0) {
-            gw_backend_count_error(GW_BE_STORE, GRPC_STATUS_UNAVAILABLE);
-            ready_one(0);
+                              ready_done, b) != 0) {
+            count_error(GW_BE_STORE, GRPC_STATUS_UNAVAILABLE);
+            ready_one(b, 0);
         }
     }
 }
 
-int gw_backend_ready(gw_req_t *r, void (*fn)(void *), void *arg)
+int gw_backend_ready(gw_backend_t *b, gw_loop_t *loop, void (*fn)(void *), void *arg)
 {
     int start;
-    pthread_mutex_lock(&B.ready.mu);
-    int fresh = cache_check(&B.ready, r, fn, arg, &start);
-    int v = B.ready.ready;
-    pthread_mutex_unlock(&B.ready.mu);
+    pthread_mutex_lock(&b->ready.mu);
+    int fresh = cache_check(&b->ready, loop, fn, arg, &start);
+    int v = b->ready.ready;
+    pthread_mutex_unlock(&b->ready.mu);
     if (fresh)
         return v;
     if (start)
-        ready_refresh();
+        ready_refresh(b);
     return -1;
 }
 
-int gw_backend_ready_now(void)
+int gw_backend_ready_now(gw_backend_t *b)
 {
-    pthread_mutex_lock(&B.ready.mu);
-    int v = B.ready.ready;
-    pthread_mutex_unlock(&B.ready.mu);
+    pthread_mutex_lock(&b->ready.mu);
+    int v = b->ready.ready;
+    pthread_mutex_unlock(&b->ready.mu);
     return v;
 }
 
 static void push_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *resp)
 {
+    gw_backend_t *b = user;
     unsigned mask = 0;
     int64_t ttl = PUSH_FAIL_TTL_MS;
     if (st->code == GRPC_STATUS_OK && resp) {
@@ -525,22 +532,22 @@ static void push_done(void *user, const cm_rpc_status_t *st, ProtobufCMessage *r
                     mask |= 1u << k;
         ttl = PUSH_TTL_MS;
     } else {
-        gw_backend_count_error(GW_BE_PUSH, st->code);
+        count_error(GW_BE_PUSH, st->code);
     }
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
-    cache_finish(&B.push, ttl, 0, mask);
+    cache_finish(&b->push, ttl, 0, mask);
 }
 
-static void push_refresh(void)
+static void push_refresh(gw_backend_t *b)
 {
     Tigress__Push__V1__SupportedRequest req = TIGRESS__PUSH__V1__SUPPORTED_REQUEST__INIT;
-    cm_rpc_call_opts_t opts = {.timeout_ms = B.cfg.timeout_ms > 0 ? B.cfg.timeout_ms : 1};
-    if (!B.started || !B.ch[GW_BE_PUSH] ||
-        cm_rpc_call_async(B.async, B.ch[GW_BE_PUSH], "/tigress.push.v1.PushDispatch/Supported",
+    cm_rpc_call_opts_t opts = {.timeout_ms = b->cfg.timeout_ms > 0 ? b->cfg.timeout_ms : 1};
+    if (!b->ch[GW_BE_PUSH] ||
+        cm_rpc_call_async(b->async, b->ch[GW_BE_PUSH], "/tigress.push.v1.PushDispatch/Supported",
                           &req.base, &tigress__push__v1__supported_response__descriptor, &opts,
-                          push_done, NULL) != 0)
-        cache_finish(&B.push, PUSH_FAIL_TTL_MS, 0, 0);
+                          push_done, b) != 0)
+        cache_finish(&b->push, PUSH_FAIL_TTL_MS, 0, 0);
 }
 
 static int mask_has(unsigned mask, const char *type)
@@ -553,114 +560,146 @@ static int mask_has(unsigned mask, const char *type)
     return 0;
 }
 
-int gw_backend_push_supported(const char *token_type, gw_req_t *r, void (*fn)(void *), void *arg)
+int gw_backend_push_supported(gw_backend_t *b, const char *token_type, gw_loop_t *loop,
+                              void (*fn)(void *), void *arg)
 {
-    if (!B.ch[GW_BE_PUSH])
+    if (!b->ch[GW_BE_PUSH])
         return 0;
     int start;
-    pthread_mutex_lock(&B.push.mu);
-    int fresh = cache_check(&B.push, r, fn, arg, &start);
-    unsigned mask = B.push.push_mask;
-    pthread_mutex_unlock(&B.push.mu);
+    pthread_mutex_lock(&b->push.mu);
+    int fresh = cache_check(&b->push, loop, fn, arg, &start);
+    unsigned mask = b->push.push_mask;
+    pthread_mutex_unlock(&b->push.mu);
     if (fresh)
         return mask_has(mask, token_type);
     if (start)
-        push_refresh();
+        push_refresh(b);
     return -1;
 }
 
-int gw_backend_push_supported_now(const char *token_type)
+int gw_backend_push_supported_now(gw_backend_t *b, const char *token_type)
 {
-    pthread_mutex_lock(&B.push.mu);
-    unsigned mask = B.push.push_mask;
-    pthread_mutex_unlock(&B.push.mu);
+    pthread_mutex_lock(&b->push.mu);
+    unsigned mask = b->push.push_mask;
+    pthread_mutex_unlock(&b->push.mu);
     return mask_has(mask, token_type);
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
 
-static void channels_free(void)
+static void channels_free(gw_backend_t *b)
 {
-    /* B.store[0] is B.ch[GW_BE_STORE] without shards: free it once, below */
-    for (size_t i = 0; i < B.nstore; i++)
-        if (B.store[i] != B.ch[GW_BE_STORE])
-            cm_rpc_channel_del(B.store[i]);
+    /* store[0] is ch[GW_BE_STORE] without shards: free it once, below */
+    for (size_t i = 0; i < b->nstore; i++)
+        if (b->store[i] != b->ch[GW_BE_STORE])
+            cm_rpc_channel_del(b->store[i]);
     for (int i = 0; i < GW_BE_COUNT; i++) {
-        cm_rpc_channel_del(B.ch[i]);
-        B.ch[i] = NULL;
+        cm_rpc_channel_del(b->ch[i]);
+        b->ch[i] = NULL;
     }
-    free(B.store);
-    B.store = NULL;
-    B.nstore = 0;
-    cm_shards_free(B.shards);
-    B.shards = NULL;
+    free(b->store);
+    b->store = NULL;
+    b->nstore = 0;
+    cm_shards_free(b->shards);
+    b->shards = NULL;
 }
 
-int gw_backend_start(const gw_backend_config_t *cfg)
+/* Copies the configuration's strings into |b|. */
+static void config_copy(gw_backend_t *b, const gw_backend_config_t *cfg)
+{
+    b->cfg = *cfg;
+    const char **fields[5] = {&b->cfg.store_target, &b->cfg.store_shards, &b->cfg.push_target,
+                              &b->cfg.attest_target, &b->cfg.lb_policy};
+    for (int i = 0; i < 5; i++) {
+        if (!*fields[i])
+            continue;
+        b->strs[i] = strdup(*fields[i]);
+        if (!b->strs[i])
+            abort();
+        *fields[i] = b->strs[i];
+    }
+}
+
+/* Opens the store's channels: one per shard, or the single target. 0 or -1. */
+static int store_open(gw_backend_t *b, const cm_rpc_channel_opts_t *copts)
+{
+    if (!b->cfg.store_shards || !*b->cfg.store_shards) {
+        b->store = calloc(1, sizeof(*b->store));
+        if (!b->store)
+            return -1;
+        b->store[0] = b->ch[GW_BE_STORE];
+        b->nstore = 1;
+        return 0;
+    }
+    if (cm_shards_parse(b->cfg.store_shards, &b->shards) != 0) {
+        CM_ERROR(NULL, "gateway: --store-shards must be a comma-separated list of distinct "
+                       "host:port addresses");
+        return -1;
+    }
+    size_t n = cm_shards_count(b->shards);
+    b->store = calloc(n, sizeof(*b->store));
+    if (!b->store)
+        return -1;
+    for (; b->nstore < n; b->nstore++) {
+        const char *addr = cm_shards_addr(b->shards, b->nstore);
+        if (cm_rpc_channel_new(addr, copts, &b->store[b->nstore]) != 0) {
+            CM_ERROR(NULL, "gateway: cannot create the store channel to %s", addr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int gw_backend_new(const gw_backend_config_t *cfg, gw_backend_t **out)
 {
     int sharded = cfg && cfg->store_shards && *cfg->store_shards;
-    if (B.started || !cfg || (!sharded && (!cfg->store_target || !*cfg->store_target)))
+    if (!cfg || (!sharded && (!cfg->store_target || !*cfg->store_target)))
         return -1;
-    B.cfg = *cfg;
-    /* minimal_stack: the client filters beyond deadlines cost ~20 % of the gateway's CPU per
-     * request (gateway/PERF.md); tests/gateway-api checks that a hung store still gives 504. */
-    cm_rpc_channel_opts_t copts = {
-        .lb_policy = cfg->lb_policy && *cfg->lb_policy ? cfg->lb_policy : NULL, .minimal_stack = 1};
-    const char *targets[GW_BE_COUNT] = {sharded ? NULL : cfg->store_target, cfg->push_target,
-                                        cfg->attest_target};
+    gw_backend_t *b = calloc(1, sizeof(*b));
+    if (!b)
+        return -1;
+    pthread_mutex_init(&b->ready.mu, NULL);
+    pthread_mutex_init(&b->push.mu, NULL);
+    config_copy(b, cfg);
+    /* minimal_stack: the client filters beyond deadlines cost about a fifth of the gateway's
+     * CPU per request (gateway/PERF.md); tests/gateway-api checks that a hung store still gives
+     * 504. */
+    cm_rpc_channel_opts_t copts = {.lb_policy =
+                                       cfg->lb_policy && *cfg->lb_policy ? b->cfg.lb_policy : NULL,
+                                   .minimal_stack = 1};
+    const char *targets[GW_BE_COUNT] = {sharded ? NULL : b->cfg.store_target, b->cfg.push_target,
+                                        b->cfg.attest_target};
     for (int i = 0; i < GW_BE_COUNT; i++) {
         char labels[48];
         snprintf(labels, sizeof(labels), "backend=\"%s\"", be_names[i]);
-        B.latency[i] = cm_metrics_histogram("gateway_backend_call_seconds",
-                                            "Latency of backend calls by backend", labels, NULL, 0);
+        b->latency[i] = cm_metrics_histogram(
+            "gateway_backend_call_seconds", "Latency of backend calls by backend", labels, NULL, 0);
         if (!targets[i] || !*targets[i])
             continue;
-        if (cm_rpc_channel_new(targets[i], &copts, &B.ch[i]) != 0) {
+        if (cm_rpc_channel_new(targets[i], &copts, &b->ch[i]) != 0) {
             CM_ERROR(NULL, "gateway: cannot create the %s channel to %s", be_names[i], targets[i]);
             goto fail;
         }
     }
-    if (sharded) {
-        if (cm_shards_parse(cfg->store_shards, &B.shards) != 0) {
-            CM_ERROR(NULL, "gateway: --store-shards must be a comma-separated list of distinct "
-                           "host:port addresses");
-            goto fail;
-        }
-        size_t n = cm_shards_count(B.shards);
-        B.store = calloc(n, sizeof(*B.store));
-        if (!B.store)
-            goto fail;
-        for (; B.nstore < n; B.nstore++) {
-            const char *addr = cm_shards_addr(B.shards, B.nstore);
-            if (cm_rpc_channel_new(addr, &copts, &B.store[B.nstore]) != 0) {
-                CM_ERROR(NULL, "gateway: cannot create the store channel to %s", addr);
-                goto fail;
-            }
-        }
-    } else {
-        B.store = calloc(1, sizeof(*B.store));
-        if (!B.store)
-            goto fail;
-        B.store[0] = B.ch[GW_BE_STORE];
-        B.nstore = 1;
-    }
-    if (cm_rpc_async_new(&B.async) != 0) {
+    if (store_open(b, &copts) != 0)
+        goto fail;
+    if (cm_rpc_async_new(&b->async) != 0) {
         CM_ERROR(NULL, "gateway: cannot start the backend poller");
         goto fail;
     }
-    B.started = 1;
-    if (B.ch[GW_BE_PUSH]) {
+    if (b->ch[GW_BE_PUSH]) {
         /* warm the cache so the first Create already knows the providers */
         int start;
-        pthread_mutex_lock(&B.push.mu);
-        cache_check(&B.push, NULL, NULL, NULL, &start);
-        pthread_mutex_unlock(&B.push.mu);
+        pthread_mutex_lock(&b->push.mu);
+        cache_check(&b->push, NULL, NULL, NULL, &start);
+        pthread_mutex_unlock(&b->push.mu);
         if (start)
-            push_refresh();
+            push_refresh(b);
     }
+    *out = b;
     return 0;
 fail:
-    channels_free();
+    gw_backend_free(b);
     return -1;
 }
 
@@ -679,15 +718,19 @@ static void cache_clear(cache_t *c)
     }
 }
 
-void gw_backend_stop(void)
+void gw_backend_free(gw_backend_t *b)
 {
-    if (!B.started)
+    if (!b)
         return;
-    B.started = 0;
     /* in-flight callbacks run here with CANCELLED and still post to their loops */
-    cm_rpc_async_del(B.async);
-    B.async = NULL;
-    channels_free();
-    cache_clear(&B.ready);
-    cache_clear(&B.push);
+    cm_rpc_async_del(b->async);
+    b->async = NULL;
+    channels_free(b);
+    cache_clear(&b->ready);
+    cache_clear(&b->push);
+    pthread_mutex_destroy(&b->ready.mu);
+    pthread_mutex_destroy(&b->push.mu);
+    for (int i = 0; i < 5; i++)
+        free(b->strs[i]);
+    free(b);
 }

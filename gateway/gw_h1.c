@@ -18,7 +18,7 @@ struct gw_h1 {
     int keepalive; /* of cur */
     int processing;
     int draining;
-    int error_status; /* set by a callback that aborted the parse */
+    gw_err_t error; /* set by a callback that aborted the parse */
     long long idle_since_ms;
     /* header field/value being accumulated (http-parser may deliver them in pieces) */
     char *hn, *hv, *url; /* owned */
@@ -70,7 +70,7 @@ static int on_url(http_parser *p, const char *at, size_t len)
     gw_h1_t *h = H(p);
     append(&h->url, &h->ulen, &h->ucap, at, len);
     if (head_too_big(h)) {
-        h->error_status = 431;
+        h->error = GW_ERR_HEADERS_TOO_LARGE;
         return 1;
     }
     return 0;
@@ -93,8 +93,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     if (h->in_value)
         commit_header(h);
     append(&h->hn, &h->hnlen, &h->hncap, at, len);
-    if (h->cur->limit_status || head_too_big(h)) {
-        h->error_status = 431;
+    if (h->cur->limit_err || head_too_big(h)) {
+        h->error = GW_ERR_HEADERS_TOO_LARGE;
         return 1;
     }
     return 0;
@@ -106,7 +106,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     h->in_value = 1;
     append(&h->hv, &h->hvlen, &h->hvcap, at, len);
     if (head_too_big(h)) {
-        h->error_status = 431;
+        h->error = GW_ERR_HEADERS_TOO_LARGE;
         return 1;
     }
     return 0;
@@ -131,8 +131,8 @@ static int on_headers_complete(http_parser *p)
     gw_req_t *r = h->cur;
     const gw_server_config_t *cfg = h->conn->loop->cfg;
     commit_header(h);
-    if (r->limit_status) {
-        h->error_status = r->limit_status;
+    if (r->limit_err) {
+        h->error = r->limit_err;
         return -1;
     }
     const char *m = http_method_str((enum http_method)p->method);
@@ -140,14 +140,14 @@ static int on_headers_complete(http_parser *p)
     if (!r->method)
         abort();
     if (set_target(r, h->url ? h->url : "", h->ulen) != 0) {
-        h->error_status = 400;
+        h->error = GW_ERR_BAD_REQUEST;
         return -1;
     }
     int chunked = (p->flags & F_CHUNKED) != 0;
     int has_cl = p->content_length != ULLONG_MAX;
     if (has_cl && p->content_length > cfg->max_body) {
         /* Refuse before reading a byte of it. */
-        h->error_status = 413;
+        h->error = GW_ERR_PAYLOAD_TOO_LARGE;
         return -1;
     }
     r->has_body = chunked || (has_cl && p->content_length > 0);
@@ -165,8 +165,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
 {
     gw_h1_t *h = H(p);
     gw_req_append_body(h->cur, (const uint8_t *)at, len);
-    if (h->cur->limit_status) {
-        h->error_status = h->cur->limit_status;
+    if (h->cur->limit_err) {
+        h->error = h->cur->limit_err;
         return 1;
     }
     return 0;
@@ -219,7 +219,7 @@ void gw_h1_free(gw_conn_t *c)
 
 /* Answers a request the core refuses (limits, bad syntax, timeout), then closes: the stream
  * position in the byte stream is unknown after an aborted parse. */
-static void fail(gw_conn_t *c, int status)
+static void fail(gw_conn_t *c, gw_err_t err)
 {
     gw_h1_t *h = c->h1;
     h->keepalive = 0;
@@ -227,8 +227,8 @@ static void fail(gw_conn_t *c, int status)
     if (!h->cur)
         h->cur = gw_req_new(c, "http/1.1"); /* garbage before a request line */
     if (!h->cur->dispatched) {
-        h->cur->limit_status = status;
-        gw_req_respond_error(h->cur, status);
+        h->cur->limit_err = err;
+        gw_req_respond_error(h->cur, err);
     }
 }
 
@@ -269,15 +269,17 @@ static void h1_process(gw_conn_t *c)
             continue;
         }
         if (err != HPE_OK) {
-            int st = h->error_status ? h->error_status : err == HPE_HEADER_OVERFLOW ? 431 : 400;
-            fail(c, st);
+            gw_err_t e = h->error                     ? h->error
+                         : err == HPE_HEADER_OVERFLOW ? GW_ERR_HEADERS_TOO_LARGE
+                                                      : GW_ERR_BAD_REQUEST;
+            fail(c, e);
             break;
         }
         if (h->parser.upgrade && h->ready) {
             h->keepalive = 0;
             evbuffer_drain(in, evbuffer_get_length(in));
         } else if (n < v.iov_len) {
-            fail(c, 400);
+            fail(c, GW_ERR_BAD_REQUEST);
             break;
         }
     }
@@ -307,7 +309,7 @@ void gw_h1_respond(gw_req_t *r)
     gw_conn_t *c = r->conn;
     gw_h1_t *h = c->h1;
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    int close = !h->keepalive || h->draining || c->loop->draining || r->limit_status;
+    int close = !h->keepalive || h->draining || c->loop->draining || r->limit_err;
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", r->status, gw_status_text(r->status));
     if (r->rctype && header_ok(r->rctype))
         evbuffer_add_printf(out, "content-type: %s\r\n", r->rctype);
@@ -362,7 +364,7 @@ void gw_h1_tick(gw_conn_t *c, long long now)
     if (h->cur && !h->cur->dispatched) {
         /* Slowloris: the head and the body have request_timeout_ms to arrive in full. */
         if (now - h->cur->start_us / 1000 >= cfg->request_timeout_ms)
-            fail(c, 408);
+            fail(c, GW_ERR_REQUEST_TIMEOUT);
         return;
     }
     if (!h->cur) {

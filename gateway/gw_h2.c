@@ -51,9 +51,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         return 0; /* trailers are ignored */
     if (nlen && name[0] == ':') {
         r->hdr_bytes += nlen + vlen + 32;
-        if (r->hdr_bytes > r->loop->cfg->max_header_bytes && !r->limit_status)
-            r->limit_status = 431;
-        if (r->limit_status)
+        if (r->hdr_bytes > r->loop->cfg->max_header_bytes && !r->limit_err)
+            r->limit_err = GW_ERR_HEADERS_TOO_LARGE;
+        if (r->limit_err)
             return 0;
         if (nlen == 7 && memcmp(name, ":method", 7) == 0) {
             free(r->method);
@@ -62,7 +62,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                 abort();
         } else if (nlen == 5 && memcmp(name, ":path", 5) == 0) {
             if (gw_req_set_target(r, (const char *)value, vlen) != 0)
-                r->limit_status = 400;
+                r->limit_err = GW_ERR_BAD_REQUEST;
         }
         return 0;
     }
@@ -77,7 +77,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     if (!r || r->dispatched)
         return 0;
     gw_req_append_body(r, data, len);
-    if (r->limit_status == 413)
+    if (r->limit_err == GW_ERR_PAYLOAD_TOO_LARGE)
         gw_req_dispatch(r); /* answers 413 now; the rest of the body is discarded */
     return 0;
 }
@@ -106,8 +106,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
             r->has_body = 1;
             const char *cl = gw_req_header(r, "content-length");
             if (cl && strtoull(cl, NULL, 10) > r->loop->cfg->max_body)
-                r->limit_status = 413; /* refuse before reading the body */
-            if (r->limit_status)
+                r->limit_err = GW_ERR_PAYLOAD_TOO_LARGE; /* refuse before reading the body */
+            if (r->limit_err)
                 gw_req_dispatch(r);
         }
         break;
@@ -326,7 +326,7 @@ void gw_h2_tick(gw_conn_t *c, long long now)
         next = r->cnext;
         open++;
         if (!r->dispatched && now - r->start_us / 1000 >= cfg->request_timeout_ms) {
-            r->limit_status = 408; /* slow headers or body */
+            r->limit_err = GW_ERR_REQUEST_TIMEOUT; /* slow headers or body */
             gw_req_dispatch(r);
         } else if (r->responded && !r->input_done &&
                    now - r->responded_ms >= cfg->request_timeout_ms) {

@@ -3,7 +3,7 @@
  *
  * Threads: every gw_loop_t runs one libevent loop on its own thread; a connection, its
  * protocol state and its requests are touched only from that thread. The only cross-thread
- * entry points are gw_req_post() (locked queue + event_active) and gw_loop_call(). */
+ * entry points are gw_loop_post() / gw_req_post() (locked queue + event_active). */
 #ifndef GW_INT_H
 #define GW_INT_H
 
@@ -11,16 +11,17 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <openssl/ssl.h>
 
+#include "gw_err.h"
 #include "gw_http.h"
 #include "gw_server.h"
 
-typedef struct gw_loop gw_loop_t;
 typedef struct gw_conn gw_conn_t;
 typedef struct gw_h1 gw_h1_t;
 typedef struct gw_h2 gw_h2_t;
@@ -37,7 +38,7 @@ typedef struct {
 
 struct gw_post {
     gw_post_t *next;
-    gw_req_t *req; /* NULL for internal posts; else held (npost) until fn ran */
+    gw_req_t *req; /* NULL for posts not tied to a request; else held (npost) until fn ran */
     void (*fn)(void *arg);
     void *arg;
 };
@@ -50,7 +51,7 @@ struct gw_loop {
     pthread_t thread;
     int thread_started;
     struct evconnlistener *lis[2];      /* owned; [0] cleartext, [1] TLS; NULL once draining */
-    struct event *post_ev;              /* owned; user event run by gw_req_post() */
+    struct event *post_ev;              /* owned; user event run by gw_loop_post() */
     struct event *tick_ev;              /* owned; periodic timeout scan */
     struct event *defer_ev;             /* owned; zero timeout that runs the deferred list */
     gw_post_t *defer_head, *defer_tail; /* owned queue of gw_req_defer(); loop thread only */
@@ -63,6 +64,7 @@ struct gw_loop {
     uint32_t rid_seq;
     gw_metric_slot_t metrics[GW_METRIC_CACHE];
     int nmetrics;
+    void *detached; /* owned by gw_loop_free_detached: the config copy of a detached loop */
 };
 
 typedef enum { GW_PROTO_NONE = 0, GW_PROTO_H1, GW_PROTO_H2 } gw_proto_t;
@@ -72,6 +74,8 @@ struct gw_conn {
     gw_conn_t *prev, *next;  /* in loop->conns */
     struct bufferevent *bev; /* owned (closes the fd and frees the SSL) */
     int tls;
+    /* the TCP peer (ss_family 0 when unknown) */
+    struct sockaddr_storage peer;
     gw_proto_t proto;
     gw_h1_t *h1;    /* owned when proto == H1 */
     gw_h2_t *h2;    /* owned when proto == H2 */
@@ -111,10 +115,12 @@ struct gw_req {
     uint8_t *body; /* owned */
     size_t body_len, body_cap;
     int has_body;
-    int input_done;    /* whole request received */
-    int limit_status;  /* 400/408/413/431 decided by the core, 0 if none */
-    const char *route; /* static */
+    int input_done;     /* whole request received */
+    gw_err_t limit_err; /* refusal decided by the core (400/408/413/431), GW_OK if none */
+    const char *route;  /* static */
     long long start_us;
+    /* the TCP peer, copied from the connection (which may go first) */
+    struct sockaddr_storage peer;
     /* response */
     int status;
     gw_hdr_t *rhdrs; /* owned */
@@ -123,10 +129,15 @@ struct gw_req {
     uint8_t *rbody; /* owned */
     size_t rlen, roff;
     long long responded_ms;
-    int dispatched; /* handed to gw_api_handle */
+    int dispatched; /* handed to the handler (or answered by the core) */
     int responded;
     int cancelled;
     atomic_int npost;
+    /* loopback (no connection): the response goes to |on_response| instead of a client, and
+     * the request lives until gw_req_loopback_free (|held|) */
+    void (*on_response)(gw_req_t *r, void *arg);
+    void *on_response_arg;
+    int held;
 };
 
 /* ---- gw_server.c ---- */
@@ -140,16 +151,17 @@ void gw_conn_kill(gw_conn_t *c);
 /* Close after the output is flushed (h1 Connection: close, h2 after GOAWAY). |linger| keeps
  * reading and discarding for a moment so the peer sees the response, not a reset. */
 void gw_conn_close_after_flush(gw_conn_t *c, int linger);
-/* Runs |fn(arg)| on |l|'s thread. 0 or -1 when the loop is gone. */
-int gw_loop_call(gw_loop_t *l, void (*fn)(void *), void *arg);
-/* Same, holding |r| alive (npost) until |fn| ran; |r| may be NULL. */
+/* gw_loop_post() / gw_loop_defer() holding |r| alive (npost) until |fn| ran; |r| may be
+ * NULL. */
 int gw_loop_post_req(gw_loop_t *l, gw_req_t *r, void (*fn)(void *), void *arg);
-/* gw_req_defer() on |l|; loop thread only. */
 int gw_loop_defer_req(gw_loop_t *l, gw_req_t *r, void (*fn)(void *), void *arg);
 
-/* Test and fuzz hook: a loop without threads or listeners; run it with event_base_loop. */
+/* Test and fuzz hook: a loop without threads or listeners, run by the caller's thread with
+ * gw_loop_run_once (or event_base_loop on |base|). |cfg| is copied. */
 gw_loop_t *gw_loop_new_detached(const gw_server_config_t *cfg);
 void gw_loop_free_detached(gw_loop_t *l);
+/* Runs one iteration of a detached loop, waiting for an event when |block|. */
+void gw_loop_run_once(gw_loop_t *l, int block);
 /* Adopts |bev| (callbacks are replaced) as a new connection on |l|. Returns it, or NULL. */
 gw_conn_t *gw_conn_adopt(gw_loop_t *l, struct bufferevent *bev, int tls);
 
@@ -158,17 +170,32 @@ gw_req_t *gw_req_new(gw_conn_t *c, const char *protocol);
 void gw_req_detach(gw_req_t *r); /* from its connection; marks it cancelled if unanswered */
 void gw_req_maybe_free(gw_req_t *r);
 /* Stores a header (lower-casing |name|); counts bytes and headers against the limits and sets
- * limit_status = 431 past them (then nothing more is stored). */
+ * limit_err past them (then nothing more is stored). */
 void gw_req_store_header(gw_req_t *r, const char *name, size_t nlen, const char *value,
                          size_t vlen);
+/* A request that no connection carries (like h2o's loopback client): built with
+ * gw_req_set_method / gw_req_set_target / gw_req_store_header / gw_req_append_body, handed to
+ * the handler with gw_req_dispatch, answered through |on_response(r, arg)| on |l|'s thread.
+ * The response stays readable (gw_req_response_*) until the caller frees the request with
+ * gw_req_loopback_free, on |l|'s thread. */
+gw_req_t *gw_req_new_loopback(gw_loop_t *l, void (*on_response)(gw_req_t *r, void *arg), void *arg);
+void gw_req_loopback_free(gw_req_t *r);
+void gw_req_set_method(gw_req_t *r, const char *method);
+int gw_req_responded(const gw_req_t *r);
+int gw_req_response_status(const gw_req_t *r);
+const char *gw_req_response_type(const gw_req_t *r); /* content type, or NULL */
+/* Response header |lname| (lower case); with repeats the first; NULL when absent. */
+const char *gw_req_response_header(const gw_req_t *r, const char *lname);
+const uint8_t *gw_req_response_body(const gw_req_t *r, size_t *len);
 /* Splits a request target into path and query. 0 or -1 (bad target). */
 int gw_req_set_target(gw_req_t *r, const char *target, size_t len);
-/* Appends body bytes; sets limit_status = 413 past max_body (then stores nothing more). */
+/* Appends body bytes; sets limit_err past max_body (then stores nothing more). */
 void gw_req_append_body(gw_req_t *r, const uint8_t *p, size_t len);
-/* Hands the request to the API, or answers limit_status itself. */
+/* Hands the request to the configured handler, or answers limit_err itself. */
 void gw_req_dispatch(gw_req_t *r);
-/* Answers with the core's JSON error for |status| (400, 408, 413, 431, 503). */
-void gw_req_respond_error(gw_req_t *r, int status);
+/* Answers with the core's JSON error body for |err| (the core's own refusals: bad HTTP,
+ * timeouts, limits, shutdown). */
+void gw_req_respond_error(gw_req_t *r, gw_err_t err);
 const char *gw_status_text(int status);
 
 /* ---- gw_h1.c ---- */

@@ -8,19 +8,18 @@
 #include <string.h>
 
 #include <cJSON.h>
-#include <grpc/status.h>
 #include <openssl/sha.h>
 
 #include "cm_b64.h"
 
-static void set_err(gw_json_err_t *err, const char *code, const char *fmt, ...)
+static void set_err(gw_json_err_t *err, gw_err_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void set_err(gw_json_err_t *err, const char *code, const char *fmt, ...)
+static void set_err(gw_json_err_t *err, gw_err_t code, const char *fmt, ...)
 {
     if (!err)
         return;
-    err->code = code;
+    err->err = code;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof(err->message), fmt, ap);
@@ -189,18 +188,6 @@ int gw_media_type_is_json(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
-int gw_correlation_id_valid(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++) {
-        if ((unsigned char)s[n] < 0x21 || (unsigned char)s[n] > 0x7e)
-            return 0;
-        if (n >= GW_CORRELATION_ID_MAX)
-            return 0;
-    }
-    return n > 0;
-}
-
 void gw_derive_mailbox_id(const char *claim, const char *correlation_id,
                           char out[CM_UUID_STRLEN + 1])
 {
@@ -227,43 +214,6 @@ void gw_derive_mailbox_id(const char *claim, const char *correlation_id,
              d[15]);
 }
 
-gw_status_map_t gw_status_from_grpc(int code)
-{
-    gw_status_map_t m = {500, "internal", "internal error"};
-    switch ((grpc_status_code)code) {
-    case GRPC_STATUS_OK:
-        m = (gw_status_map_t){200, "", ""};
-        break;
-    case GRPC_STATUS_NOT_FOUND:
-        m = (gw_status_map_t){404, "not_found", "mailbox not found"};
-        break;
-    case GRPC_STATUS_ALREADY_EXISTS: /* 001 §6.1.5: an existing id is a 401 */
-        m = (gw_status_map_t){401, "unauthorized", "mailbox identifier not available"};
-        break;
-    case GRPC_STATUS_PERMISSION_DENIED:
-    case GRPC_STATUS_UNAUTHENTICATED:
-        m = (gw_status_map_t){401, "unauthorized", "device not authorized for this mailbox"};
-        break;
-    case GRPC_STATUS_INVALID_ARGUMENT:
-    case GRPC_STATUS_OUT_OF_RANGE:
-        m = (gw_status_map_t){400, "invalid_request", "request rejected"};
-        break;
-    case GRPC_STATUS_FAILED_PRECONDITION: /* e.g. the creator tries to relinquish */
-        m = (gw_status_map_t){400, "invalid_request", "operation not possible on this mailbox"};
-        break;
-    case GRPC_STATUS_UNAVAILABLE:
-    case GRPC_STATUS_RESOURCE_EXHAUSTED:
-        m = (gw_status_map_t){503, "unavailable", "service temporarily unavailable"};
-        break;
-    case GRPC_STATUS_DEADLINE_EXCEEDED:
-        m = (gw_status_map_t){504, "timeout", "backend did not answer in time"};
-        break;
-    default:
-        break;
-    }
-    return m;
-}
-
 /* ---- body parsing ------------------------------------------------------------------------ */
 
 /* cJSON decodes "\u0000" into a NUL that silently truncates the string: refuse the escape
@@ -286,41 +236,41 @@ static int has_nul_escape(const uint8_t *b, size_t len)
 static cJSON *parse_object(const uint8_t *body, size_t len, gw_json_err_t *err)
 {
     if (len == 0) {
-        set_err(err, "invalid_json", "request body is empty");
+        set_err(err, GW_ERR_INVALID_JSON, "request body is empty");
         return NULL;
     }
     if (!gw_utf8_valid(body, len)) {
-        set_err(err, "invalid_json", "request body is not valid UTF-8");
+        set_err(err, GW_ERR_INVALID_JSON, "request body is not valid UTF-8");
         return NULL;
     }
     for (size_t i = 0; i < len; i++) {
         /* raw control characters are never valid JSON; cJSON would keep them (a NUL cuts a
          * string short), so refuse them before it sees the text */
         if (body[i] < 0x20 && body[i] != '\t' && body[i] != '\n' && body[i] != '\r') {
-            set_err(err, "invalid_json", "request body contains a control character");
+            set_err(err, GW_ERR_INVALID_JSON, "request body contains a control character");
             return NULL;
         }
     }
     if (has_nul_escape(body, len)) {
-        set_err(err, "invalid_json", "strings must not contain U+0000");
+        set_err(err, GW_ERR_INVALID_JSON, "strings must not contain U+0000");
         return NULL;
     }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts((const char *)body, len, &end, 0);
     if (!root) {
-        set_err(err, "invalid_json", "request body is not valid JSON");
+        set_err(err, GW_ERR_INVALID_JSON, "request body is not valid JSON");
         return NULL;
     }
     for (const char *p = end; p && p < (const char *)body + len; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
             cJSON_Delete(root);
-            set_err(err, "invalid_json", "trailing data after the JSON value");
+            set_err(err, GW_ERR_INVALID_JSON, "trailing data after the JSON value");
             return NULL;
         }
     }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        set_err(err, "invalid_json", "request body must be a JSON object");
+        set_err(err, GW_ERR_INVALID_JSON, "request body must be a JSON object");
         return NULL;
     }
     return root;
@@ -346,24 +296,24 @@ static int want_str(const cJSON *obj, const char *name, const char *path, int re
 {
     int rc = get_str(obj, name, out);
     if (rc < 0) {
-        set_err(err, "invalid_field", "%s must be a string", path);
+        set_err(err, GW_ERR_INVALID_FIELD, "%s must be a string", path);
         return -1;
     }
     if (rc == 0) {
         *out = NULL;
         if (required) {
-            set_err(err, "missing_field", "%s is required", path);
+            set_err(err, GW_ERR_MISSING_FIELD, "%s is required", path);
             return -1;
         }
         return 0;
     }
     size_t n = strlen(*out);
     if (n > cap) {
-        set_err(err, "invalid_field", "%s exceeds %zu bytes", path, cap);
+        set_err(err, GW_ERR_INVALID_FIELD, "%s exceeds %zu bytes", path, cap);
         return -1;
     }
     if (!gw_utf8_valid((const uint8_t *)*out, n)) {
-        set_err(err, "invalid_field", "%s is not valid UTF-8", path);
+        set_err(err, GW_ERR_INVALID_FIELD, "%s is not valid UTF-8", path);
         return -1;
     }
     return 0;
@@ -376,13 +326,13 @@ static const cJSON *get_obj(const cJSON *parent, const char *name, const char *p
     *bad = 0;
     if (!it || cJSON_IsNull(it)) {
         if (required) {
-            set_err(err, "missing_field", "%s is required", path);
+            set_err(err, GW_ERR_MISSING_FIELD, "%s is required", path);
             *bad = 1;
         }
         return NULL;
     }
     if (!cJSON_IsObject(it)) {
-        set_err(err, "invalid_field", "%s must be an object", path);
+        set_err(err, GW_ERR_INVALID_FIELD, "%s must be an object", path);
         *bad = 1;
         return NULL;
     }
@@ -411,7 +361,7 @@ static int parse_payload(const cJSON *root, gw_payload_t *p, gw_json_err_t *err)
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         known |= strcmp(type, types[i]) == 0;
     if (!known) {
-        set_err(err, "invalid_field",
+        set_err(err, GW_ERR_INVALID_FIELD,
                 "payload.type must be AES128, AES256, AEAD_AES_128_GCM or AEAD_AES_256_GCM");
         return -1;
     }
@@ -425,13 +375,13 @@ static int parse_payload(const cJSON *root, gw_payload_t *p, gw_json_err_t *err)
     size_t outlen = 0;
     if (cm_b64_decode(CM_B64_ANY, data, n, buf, cm_b64_decoded_max(n) + 1, &outlen) != 0) {
         free(buf);
-        set_err(err, "invalid_field", "payload.data must be base64");
+        set_err(err, GW_ERR_INVALID_FIELD, "payload.data must be base64");
         return -1;
     }
     if (outlen < GW_PAYLOAD_MIN) {
         free(buf);
-        set_err(err, "invalid_field", "payload.data must decode to at least %d bytes (IV + tag)",
-                GW_PAYLOAD_MIN);
+        set_err(err, GW_ERR_INVALID_FIELD,
+                "payload.data must decode to at least %d bytes (IV + tag)", GW_PAYLOAD_MIN);
         return -1;
     }
     snprintf(p->type, sizeof(p->type), "%s", type);
@@ -451,19 +401,19 @@ static int parse_token(const cJSON *root, int required, gw_token_t *t, gw_json_e
     if (want_str(obj, "type", "notificationToken.type", 0, 64, &type, err))
         return -1;
     if (!type && want_str(obj, "name", "notificationToken.type", 1, 64, &type, err))
-        return -1; /* 001 figure 3 calls it "name" */
+        return -1; /* the draft's figure 3 calls it "name" */
     int known = 0;
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         known |= strcmp(type, types[i]) == 0;
     if (!known) {
-        set_err(err, "invalid_field",
+        set_err(err, GW_ERR_INVALID_FIELD,
                 "notificationToken.type must be com.apple.apns, com.google.fcm or webhook");
         return -1;
     }
     if (want_str(obj, "tokenData", "notificationToken.tokenData", 1, GW_TOKEN_DATA_MAX, &data, err))
         return -1;
     if (!*data) {
-        set_err(err, "invalid_field", "notificationToken.tokenData must not be empty");
+        set_err(err, GW_ERR_INVALID_FIELD, "notificationToken.tokenData must not be empty");
         return -1;
     }
     t->present = 1;
@@ -489,7 +439,7 @@ static int parse_access_rights(const cJSON *cfg, char out[4], gw_json_err_t *err
             *seen = 1;
     }
     if (!ok) {
-        set_err(err, "invalid_field",
+        set_err(err, GW_ERR_INVALID_FIELD,
                 "mailboxConfiguration.accessRights must be a non-empty subset of RWD");
         return -1;
     }
@@ -516,7 +466,7 @@ static int parse_lifetime(const cJSON *cfg, int64_t now_ms, int64_t max_ttl, int
             }
             if (!ok && n > 0 && (s[0] == '-' || n > 18)) {
                 /* a negative or absurd number is a range error, not a type error */
-                set_err(err, "invalid_field",
+                set_err(err, GW_ERR_INVALID_FIELD,
                         "mailboxConfiguration.timeToLive must be 1..%lld seconds",
                         (long long)max_ttl);
                 return -1;
@@ -524,12 +474,12 @@ static int parse_lifetime(const cJSON *cfg, int64_t now_ms, int64_t max_ttl, int
         } else if (cJSON_IsNumber(it)) {
             double dv = it->valuedouble;
             if (!isfinite(dv) || dv != floor(dv)) {
-                set_err(err, "invalid_field",
+                set_err(err, GW_ERR_INVALID_FIELD,
                         "mailboxConfiguration.timeToLive must be a whole number of seconds");
                 return -1;
             }
             if (dv <= 0 || dv > (double)max_ttl) {
-                set_err(err, "invalid_field",
+                set_err(err, GW_ERR_INVALID_FIELD,
                         "mailboxConfiguration.timeToLive must be 1..%lld seconds",
                         (long long)max_ttl);
                 return -1;
@@ -538,13 +488,13 @@ static int parse_lifetime(const cJSON *cfg, int64_t now_ms, int64_t max_ttl, int
             ok = 1;
         }
         if (!ok) {
-            set_err(err, "invalid_field",
+            set_err(err, GW_ERR_INVALID_FIELD,
                     "mailboxConfiguration.timeToLive must be a number of seconds");
             return -1;
         }
         if (v <= 0 || v > max_ttl) {
-            set_err(err, "invalid_field", "mailboxConfiguration.timeToLive must be 1..%lld seconds",
-                    (long long)max_ttl);
+            set_err(err, GW_ERR_INVALID_FIELD,
+                    "mailboxConfiguration.timeToLive must be 1..%lld seconds", (long long)max_ttl);
             return -1;
         }
         *ttl = v;
@@ -554,19 +504,19 @@ static int parse_lifetime(const cJSON *cfg, int64_t now_ms, int64_t max_ttl, int
     if (want_str(cfg, "expiration", "mailboxConfiguration.expiration", 0, 64, &exp, err))
         return -1;
     if (!exp) {
-        set_err(err, "missing_field",
+        set_err(err, GW_ERR_MISSING_FIELD,
                 "mailboxConfiguration.timeToLive or mailboxConfiguration.expiration is required");
         return -1;
     }
     int64_t at_ms;
     if (gw_rfc3339_parse(exp, &at_ms) != 0) {
-        set_err(err, "invalid_field", "mailboxConfiguration.expiration must be RFC 3339");
+        set_err(err, GW_ERR_INVALID_FIELD, "mailboxConfiguration.expiration must be RFC 3339");
         return -1;
     }
     /* whole seconds from now, rounded down: never outlive what the client asked for */
     int64_t v = (at_ms - now_ms) / 1000;
     if (at_ms <= now_ms || v <= 0 || v > max_ttl) {
-        set_err(err, "invalid_field",
+        set_err(err, GW_ERR_INVALID_FIELD,
                 "mailboxConfiguration.expiration must be 1..%lld seconds in the future",
                 (long long)max_ttl);
         return -1;
@@ -589,13 +539,13 @@ int gw_json_parse_create(const uint8_t *body, size_t len, int64_t now_ms, int64_
         goto fail;
     if (id) {
         if (!cm_uuid_is_v4(id, strlen(id))) {
-            set_err(err, "invalid_field", "mailboxIdentifier must be a version 4 UUID");
+            set_err(err, GW_ERR_INVALID_FIELD, "mailboxIdentifier must be a version 4 UUID");
             goto fail;
         }
         cm_uuid_canonical(id, out->mailbox_id);
     } else {
         if (cm_uuid_v4(out->mailbox_id) != 0) {
-            set_err(err, "internal", "could not generate an identifier");
+            set_err(err, GW_ERR_INTERNAL, "could not generate an identifier");
             goto fail;
         }
         out->id_generated = 1;
@@ -743,12 +693,12 @@ static char *print_and_free(cJSON *root, size_t *len)
     return s;
 }
 
-char *gw_json_error_body(const char *code, const char *message, size_t *len)
+char *gw_json_error_body(gw_err_t err, const char *message, size_t *len)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(root, "error");
-    if (!e || !cJSON_AddStringToObject(e, "code", code ? code : "internal") ||
-        !cJSON_AddStringToObject(e, "message", message ? message : "")) {
+    if (!e || !cJSON_AddStringToObject(e, "code", gw_err_code(err)) ||
+        !cJSON_AddStringToObject(e, "message", message ? message : gw_err_message(err))) {
         cJSON_Delete(root);
         return NULL;
     }

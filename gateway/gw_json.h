@@ -1,10 +1,10 @@
 /* gw_json: the pure (no I/O, no threads) half of the public API v1: request body parsing and
- * validation into C structs, response bodies, the attestation header format, the gRPC -> HTTP
- * status mapping, and the small text checks they need (UTF-8, RFC 3339, media type).
+ * validation into C structs, response bodies, the attestation header format, and the small text
+ * checks they need (UTF-8, RFC 3339, media type).
  *
  * Everything here is deterministic given its inputs (the clock is a parameter), so it is unit
- * tested and fuzzed without a server. Validation follows issue 3 §2; where 001 leaves a choice
- * open, the choice is stated at the function. */
+ * tested and fuzzed without a server. Validation follows the draft as gateway/API.md describes it;
+ * where the draft leaves a choice open, the choice is stated at the function. */
 #ifndef GW_JSON_H
 #define GW_JSON_H
 
@@ -12,22 +12,22 @@
 #include <stdint.h>
 
 #include "cm_uuid.h"
+#include "gw_corr.h"
+#include "gw_err.h"
 
-/* Byte caps of the display strings (issue 3 §2). */
+/* Byte caps of the display strings (gateway/API.md). */
 #define GW_TITLE_MAX 256
 #define GW_DESCRIPTION_MAX 1024
 #define GW_IMAGE_URL_MAX 2048
-/* Not in 001: bounds a push token so one mailbox cannot carry an arbitrary blob. */
+/* Not in the draft: bounds a push token so one mailbox cannot carry an arbitrary blob. */
 #define GW_TOKEN_DATA_MAX 4096
-/* IV (12) + GCM tag (16): the smallest ciphertext 001 §7 can produce. */
+/* IV (12) + GCM tag (16): the smallest ciphertext the draft (§7) can produce. */
 #define GW_PAYLOAD_MIN 28
-/* Correlation ids are echoed back; anything longer is not a UUID-like id. */
-#define GW_CORRELATION_ID_MAX 128
 
-/* A validation failure: |code| is the stable machine code of the error body (a static string),
+/* A validation failure: |err| gives the status and the machine code of the answer (gw_err.h),
  * |message| a short human text naming the field; neither carries request data. */
 typedef struct {
-    const char *code;
+    gw_err_t err;
     char message[160];
 } gw_json_err_t;
 
@@ -68,7 +68,7 @@ typedef struct {
  *  - payload {type, data}: data is base64, standard or URL alphabet, padding optional;
  *  - displayInformation: an object with a string title; description and imageUrl (or
  *    imageURL) optional strings; byte caps above;
- *  - notificationToken: optional; when present type (or 001 figure 3's "name") and tokenData
+ *  - notificationToken: optional; when present type (or the draft's figure 3 "name") and tokenData
  *    are required non-empty strings and type is a known provider;
  *  - mailboxConfiguration: required; accessRights optional but, when present, a non-empty
  *    subset of "RWD" without repeats (any order, upper case); timeToLive (decimal string or
@@ -80,13 +80,14 @@ int gw_json_parse_create(const uint8_t *body, size_t len, int64_t now_ms, int64_
                          gw_create_body_t *out, gw_json_err_t *err);
 void gw_create_body_free(gw_create_body_t *b);
 
-/* Parses an UpdateMailbox body: payload and notificationToken both required (001 §6.2.4),
+/* Parses an UpdateMailbox body: payload and notificationToken both required (draft §6.2.4),
  * same field rules as Create. Returns 0 or -1 with |err|. */
 int gw_json_parse_update(const uint8_t *body, size_t len, gw_update_body_t *out,
                          gw_json_err_t *err);
 void gw_update_body_free(gw_update_body_t *b);
 
-/* The deviceAttestation header (issue 5 §2): base64url (padding optional) of a JSON object
+/* The deviceAttestation header (gateway/API.md, Attestation): base64url (padding optional) of a
+ * JSON object
  * {"attestationObject": b64url, "clientDataJSON": b64url}. Returns 0 and two malloc'd buffers,
  * or -1 when the value is not in that format (the caller answers 401). */
 int gw_json_parse_attestation(const char *value, uint8_t **att_obj, size_t *att_obj_len,
@@ -94,7 +95,8 @@ int gw_json_parse_attestation(const char *value, uint8_t **att_obj, size_t *att_
 
 /* ---- response bodies (malloc'd NUL-terminated JSON; *len gets the length; NULL on OOM) --- */
 
-char *gw_json_error_body(const char *code, const char *message, size_t *len);
+/* {"error":{"code":<gw_err_code(err)>,"message":<message, or gw_err_message(err) if NULL>}} */
+char *gw_json_error_body(gw_err_t err, const char *message, size_t *len);
 char *gw_json_create_response(const char *url_link, int push_supported, size_t *len);
 /* |expires_at_ms| is rendered as RFC 3339 UTC with second precision. */
 char *gw_json_read_response(const char *title, const char *description, const char *image_url,
@@ -117,23 +119,11 @@ void gw_rfc3339_format(int64_t ms, char out[32]);
  * else 0 (also for NULL). */
 int gw_media_type_is_json(const char *content_type);
 
-/* 1 when a client-supplied correlation id may be echoed and forwarded: 1..128 bytes of visible
- * ASCII. */
-int gw_correlation_id_valid(const char *s);
-
 /* A version 4 UUID derived from the creator's |claim| (canonical) and |correlation_id|, for a
  * Create without mailboxIdentifier against a sharded store: a retry of the same request must
  * reach the shard that saw the first try, and shards are picked by mailbox id. The 122 bits
  * come from SHA-256 over both values (the claim is the device's secret). */
 void gw_derive_mailbox_id(const char *claim, const char *correlation_id,
                           char out[CM_UUID_STRLEN + 1]);
-
-/* Mapping of a backend's gRPC status (|code| is a grpc_status_code) to the public answer. */
-typedef struct {
-    int http_status;
-    const char *code;    /* error code of the body (unused for 2xx) */
-    const char *message; /* generic text, never the backend's own message */
-} gw_status_map_t;
-gw_status_map_t gw_status_from_grpc(int code);
 
 #endif

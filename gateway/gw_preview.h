@@ -1,4 +1,4 @@
-/* gw_preview: the OpenGraph HTML page of ReadDisplayInformation (001 §6.4), rendered from the
+/* gw_preview: the OpenGraph HTML page of ReadDisplayInformation (draft §6.4), rendered from the
  * mailbox's display information. Pure: no I/O. Every value is HTML-escaped; the page has no
  * script and only inline style, so the Content-Security-Policy the API sends with it
  * (GW_PREVIEW_CSP) holds. */

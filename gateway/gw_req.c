@@ -1,4 +1,5 @@
-/* gw_req: the request object behind gw_http.h, plus the access log and request metrics. */
+/* gw_req: the request object behind gw_http.h (for connections and for loopback requests that
+ * no connection carries), plus the access log and request metrics. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 
 #include "cm_log.h"
 #include "cm_metrics.h"
+#include "gw_corr.h"
 #include "gw_int.h"
 
 static void *xrealloc(void *p, size_t n)
@@ -36,6 +38,7 @@ gw_req_t *gw_req_new(gw_conn_t *c, const char *protocol)
     r->conn = c;
     r->protocol = protocol;
     r->tls = c->tls;
+    r->peer = c->peer;
     r->start_us = gw_now_us();
     snprintf(r->id, sizeof(r->id), "%08x%08x", l->rid_prefix, ++l->rid_seq);
     atomic_init(&r->npost, 0);
@@ -44,6 +47,39 @@ gw_req_t *gw_req_new(gw_conn_t *c, const char *protocol)
         c->reqs->cprev = r;
     c->reqs = r;
     return r;
+}
+
+gw_req_t *gw_req_new_loopback(gw_loop_t *l, void (*on_response)(gw_req_t *r, void *arg), void *arg)
+{
+    gw_req_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    r->loop = l;
+    r->protocol = "loopback";
+    r->start_us = gw_now_us();
+    snprintf(r->id, sizeof(r->id), "%08x%08x", l->rid_prefix, ++l->rid_seq);
+    atomic_init(&r->npost, 0);
+    r->on_response = on_response;
+    r->on_response_arg = arg;
+    r->held = 1;
+    return r;
+}
+
+void gw_req_loopback_free(gw_req_t *r)
+{
+    if (!r)
+        return;
+    r->held = 0;
+    r->on_response = NULL; /* an answer that comes later is dropped */
+    if (!r->responded)
+        r->cancelled = 1;
+    gw_req_maybe_free(r);
+}
+
+void gw_req_set_method(gw_req_t *r, const char *method)
+{
+    free(r->method);
+    r->method = xstrndup(method, strlen(method));
 }
 
 void gw_req_detach(gw_req_t *r)
@@ -75,7 +111,7 @@ static void free_hdrs(gw_hdr_t *h, int n)
 
 void gw_req_maybe_free(gw_req_t *r)
 {
-    if (r->conn || atomic_load(&r->npost) > 0 || (r->dispatched && !r->responded))
+    if (r->conn || r->held || atomic_load(&r->npost) > 0 || (r->dispatched && !r->responded))
         return;
     free(r->method);
     free(r->path);
@@ -93,10 +129,10 @@ void gw_req_store_header(gw_req_t *r, const char *name, size_t nlen, const char 
     const gw_server_config_t *cfg = r->loop->cfg;
     /* RFC 9113 §6.5.2 accounting: name + value + 32 per field. */
     r->hdr_bytes += nlen + vlen + 32;
-    if (r->limit_status)
+    if (r->limit_err)
         return;
     if (r->hdr_bytes > cfg->max_header_bytes || r->nhdrs >= cfg->max_headers) {
-        r->limit_status = 431;
+        r->limit_err = GW_ERR_HEADERS_TOO_LARGE;
         return;
     }
     if (r->nhdrs == r->caphdrs) {
@@ -129,10 +165,10 @@ void gw_req_append_body(gw_req_t *r, const uint8_t *p, size_t len)
 {
     size_t max = r->loop->cfg->max_body;
     r->has_body = 1;
-    if (r->limit_status)
+    if (r->limit_err)
         return;
     if (r->body_len + len > max) {
-        r->limit_status = 413;
+        r->limit_err = GW_ERR_PAYLOAD_TOO_LARGE;
         free(r->body);
         r->body = NULL;
         r->body_len = r->body_cap = 0;
@@ -197,71 +233,39 @@ const char *gw_status_text(int status)
     }
 }
 
-/* Issue 3 wants the correlation id echoed on every answer, errors included: the API does it
- * for its own answers, this does it for the core's (413, 431, 408, 400). Same rule as the API
- * (API.md): 1..128 visible ASCII characters, echoed under the name it came with; anything else
- * is not echoed. A header dropped after the 431 limit was reached is simply not there. */
-static int correlation_valid(const char *v)
+/* The correlation id is echoed on every answer, errors included (gw_corr.h); a header dropped
+ * after the 431 limit was reached is simply not there. */
+void gw_req_echo_correlation(gw_req_t *r)
 {
-    size_t n = 0;
-    for (; v[n]; n++)
-        if ((unsigned char)v[n] <= 0x20 || (unsigned char)v[n] >= 0x7f)
-            return 0;
-    return n >= 1 && n <= 128;
-}
-
-static void echo_correlation(gw_req_t *r)
-{
-    static const char *const names[] = {"mailbox-correlation-id", "mailbox-request-id"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        const char *v = gw_req_header(r, names[i]);
-        if (v && correlation_valid(v))
-            gw_req_add_header(r, names[i], v);
+    for (size_t i = 0; i < sizeof(gw_correlation_headers) / sizeof(gw_correlation_headers[0]);
+         i++) {
+        const char *v = gw_req_header(r, gw_correlation_headers[i]);
+        if (v && gw_correlation_id_valid(v))
+            gw_req_add_header(r, gw_correlation_headers[i], v);
     }
 }
 
-void gw_req_respond_error(gw_req_t *r, int status)
+void gw_req_respond_error(gw_req_t *r, gw_err_t err)
 {
-    const char *code, *msg;
-    switch (status) {
-    case 408:
-        code = "request_timeout";
-        msg = "the request did not arrive in time";
-        break;
-    case 413:
-        code = "payload_too_large";
-        msg = "the request body is larger than the server accepts";
-        break;
-    case 431:
-        code = "headers_too_large";
-        msg = "the request headers are too large or too many";
-        break;
-    case 503:
-        code = "unavailable";
-        msg = "the server is shutting down";
-        break;
-    default:
-        status = 400;
-        code = "bad_request";
-        msg = "the request is not valid HTTP";
-        break;
-    }
+    if (err == GW_OK)
+        err = GW_ERR_BAD_REQUEST;
     char body[256];
-    int n =
-        snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
-    echo_correlation(r);
+    /* code and message are fixed strings without quotes or backslashes */
+    int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
+                     gw_err_code(err), gw_err_message(err));
+    gw_req_echo_correlation(r);
     if (!r->route)
         r->route = "core";
     r->dispatched = 1; /* an answer now exists, whoever gave it */
-    gw_req_respond(r, status, "application/json", body, (size_t)n);
+    gw_req_respond(r, gw_err_http_status(err), "application/json", body, (size_t)n);
 }
 
 void gw_req_dispatch(gw_req_t *r)
 {
     if (r->dispatched)
         return;
-    if (r->limit_status) {
-        gw_req_respond_error(r, r->limit_status);
+    if (r->limit_err != GW_OK) {
+        gw_req_respond_error(r, r->limit_err);
         return;
     }
     r->dispatched = 1;
@@ -271,7 +275,8 @@ void gw_req_dispatch(gw_req_t *r)
         r->path = xstrndup("/", 1);
         r->query = xstrndup("", 0);
     }
-    gw_api_handle(r);
+    const gw_server_config_t *cfg = r->loop->cfg;
+    cfg->handler(cfg->handler_ctx, r);
 }
 
 /* ---- metrics and access log ---- */
@@ -336,6 +341,24 @@ const char *gw_req_header(const gw_req_t *r, const char *lname)
     return NULL;
 }
 
+const char *gw_req_header_at(const gw_req_t *r, const char *lname, int idx)
+{
+    for (int i = 0; i < r->nhdrs; i++)
+        if (strcmp(r->hdrs[i].name, lname) == 0 && idx-- == 0)
+            return r->hdrs[i].value;
+    return NULL;
+}
+
+size_t gw_req_max_body(const gw_req_t *r)
+{
+    return r->loop->cfg->max_body;
+}
+
+const struct sockaddr *gw_req_peer(const gw_req_t *r)
+{
+    return r->peer.ss_family ? (const struct sockaddr *)&r->peer : NULL;
+}
+
 const uint8_t *gw_req_body(const gw_req_t *r, size_t *len)
 {
     *len = r->body_len;
@@ -398,7 +421,7 @@ void gw_req_respond(gw_req_t *r, int status, const char *content_type, const voi
     r->responded_ms = gw_now_ms();
     account(r);
     gw_conn_t *c = r->conn;
-    if (!c) {
+    if (!c && !r->on_response) {
         gw_req_maybe_free(r);
         return;
     }
@@ -408,12 +431,50 @@ void gw_req_respond(gw_req_t *r, int status, const char *content_type, const voi
         memcpy(r->rbody, body, len);
     }
     r->rlen = len;
+    if (!c) {
+        r->on_response(r, r->on_response_arg);
+        return;
+    }
     gw_conn_enter(c);
     if (c->proto == GW_PROTO_H2)
         gw_h2_respond(r);
     else
         gw_h1_respond(r);
     gw_conn_leave(c);
+}
+
+gw_loop_t *gw_req_loop(const gw_req_t *r)
+{
+    return r->loop;
+}
+
+int gw_req_responded(const gw_req_t *r)
+{
+    return r->responded;
+}
+
+int gw_req_response_status(const gw_req_t *r)
+{
+    return r->status;
+}
+
+const char *gw_req_response_type(const gw_req_t *r)
+{
+    return r->rctype;
+}
+
+const char *gw_req_response_header(const gw_req_t *r, const char *lname)
+{
+    for (int i = 0; i < r->nrhdrs; i++)
+        if (strcmp(r->rhdrs[i].name, lname) == 0)
+            return r->rhdrs[i].value;
+    return NULL;
+}
+
+const uint8_t *gw_req_response_body(const gw_req_t *r, size_t *len)
+{
+    *len = r->rlen;
+    return r->rbody ? r->rbody : (const uint8_t *)"";
 }
 
 int gw_req_post(gw_req_t *r, void (*fn)(void *arg), void *arg)

@@ -276,8 +276,11 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         evutil_closesocket(fd);
         return;
     }
-    if (!gw_conn_adopt(l, bev, tls))
+    gw_conn_t *c = gw_conn_adopt(l, bev, tls);
+    if (!c)
         atomic_fetch_sub(&s->nconns, 1);
+    else if (salen > 0 && (size_t)salen <= sizeof(c->peer))
+        memcpy(&c->peer, sa, (size_t)salen);
 }
 
 /* ---- loops ---------------------------------------------------------------------------------- */
@@ -377,8 +380,10 @@ static void defer_cb(evutil_socket_t fd, short what, void *arg)
         while (p) {
             gw_post_t *next = p->next;
             p->fn(p->arg);
-            atomic_fetch_sub(&p->req->npost, 1);
-            gw_req_maybe_free(p->req);
+            if (p->req) {
+                atomic_fetch_sub(&p->req->npost, 1);
+                gw_req_maybe_free(p->req);
+            }
             free(p);
             p = next;
         }
@@ -401,9 +406,14 @@ int gw_loop_defer_req(gw_loop_t *l, gw_req_t *r, void (*fn)(void *), void *arg)
     return 0;
 }
 
-int gw_loop_call(gw_loop_t *l, void (*fn)(void *), void *arg)
+int gw_loop_post(gw_loop_t *l, void (*fn)(void *), void *arg)
 {
     return gw_loop_post_req(l, NULL, fn, arg);
+}
+
+int gw_loop_defer(gw_loop_t *l, void (*fn)(void *), void *arg)
+{
+    return gw_loop_defer_req(l, NULL, fn, arg);
 }
 
 static gw_loop_t *loop_new(gw_server_t *s, const gw_server_config_t *cfg, int idx)
@@ -478,16 +488,39 @@ static void loop_free(gw_loop_t *l)
     free(l);
 }
 
+/* A detached loop with the copy of its configuration it points to. */
+typedef struct {
+    gw_loop_t *loop; /* owned */
+    gw_server_config_t cfg;
+} detached_t;
+
 gw_loop_t *gw_loop_new_detached(const gw_server_config_t *cfg)
 {
     if (!g_conns_detached)
         g_conns_detached = cm_metrics_gauge("gateway_test_connections", "test loops", NULL);
-    return loop_new(NULL, cfg, 0);
+    detached_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->cfg = *cfg;
+    d->loop = loop_new(NULL, &d->cfg, 0);
+    if (!d->loop) {
+        free(d);
+        return NULL;
+    }
+    d->loop->detached = d;
+    return d->loop;
 }
 
 void gw_loop_free_detached(gw_loop_t *l)
 {
+    detached_t *d = l->detached;
     loop_free(l);
+    free(d);
+}
+
+void gw_loop_run_once(gw_loop_t *l, int block)
+{
+    event_base_loop(l->base, EVLOOP_ONCE | (block ? 0 : EVLOOP_NONBLOCK));
 }
 
 static void *loop_thread(void *arg)
@@ -732,12 +765,12 @@ int gw_server_drain(gw_server_t *s, int timeout_ms)
 {
     atomic_store(&s->draining, 1);
     for (int i = 0; i < s->nloops; i++)
-        gw_loop_call(s->loops[i], loop_drain, s->loops[i]);
+        gw_loop_post(s->loops[i], loop_drain, s->loops[i]);
     if (wait_conns(s, gw_now_ms() + timeout_ms) == 0)
         return 0;
     CM_WARN(NULL, "drain timeout: closing %d connections", atomic_load(&s->nconns));
     for (int i = 0; i < s->nloops; i++)
-        gw_loop_call(s->loops[i], loop_force_close, s->loops[i]);
+        gw_loop_post(s->loops[i], loop_force_close, s->loops[i]);
     wait_conns(s, gw_now_ms() + 1000);
     return 1;
 }
@@ -749,7 +782,7 @@ void gw_server_free(gw_server_t *s)
     for (int i = 0; s->loops && i < s->nloops; i++) {
         gw_loop_t *l = s->loops[i];
         if (l && l->thread_started) {
-            gw_loop_call(l, loop_break, l);
+            gw_loop_post(l, loop_break, l);
             pthread_join(l->thread, NULL);
         }
     }

@@ -1,10 +1,12 @@
 /* gw_server: the gateway's server core. Listeners (cleartext h2c + HTTP/1.1 on one port, TLS
  * with ALPN h2/http1.1), one libevent loop per thread, connection and request limits, graceful
- * drain. Requests are handed to gw_api_handle() (gw_http.h). */
+ * drain. Complete requests go to the handler of the configuration (gw_http.h). */
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
 
 #include <stddef.h>
+
+#include "gw_http.h"
 
 typedef struct {
     const char *http_listen;  /* "host:port" for h2c + HTTP/1.1; empty = none */
@@ -21,6 +23,8 @@ typedef struct {
     int max_connections;        /* process-wide; beyond, accepted and closed at once */
     int max_resets;             /* HTTP/2 RST_STREAMs from a client per connection -> GOAWAY */
     int access_log;             /* one info line per request */
+    gw_handler_fn handler;      /* answers every complete request; required */
+    void *handler_ctx;          /* passed to |handler|; not owned */
 } gw_server_config_t;
 
 typedef struct gw_server gw_server_t;
@@ -39,8 +43,8 @@ int gw_server_start(gw_server_t *s);
 
 /* Stops accepting, sends GOAWAY on HTTP/2 and Connection: close on HTTP/1.1, and waits up to
  * |timeout_ms| for in-flight requests; then closes what is left. Loops keep running (so that
- * gw_req_post still works for the API's stop). Returns 0 when everything finished in time, 1
- * when connections had to be closed. */
+ * gw_loop_post still works while the handler's backends stop). Returns 0 when everything finished
+ * in time, 1 when connections had to be closed. */
 int gw_server_drain(gw_server_t *s, int timeout_ms);
 
 /* 1 while not draining (for readiness). */

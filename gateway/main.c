@@ -1,166 +1,153 @@
 /* gateway: the public REST/JSON API (h2, h2c, HTTP/1.1, TLS) in front of the internal gRPC
- * services. The server core is gw_server; the routes are gw_api. */
-#include <stdio.h>
+ * services. The process around the server core is gw_service; this file maps the API's and
+ * the backends' options to their configurations and composes them: main creates the backend
+ * instance and hands it to the API, which is the core's request handler. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/thread.h>
-
-#include "cm_admin.h"
 #include "cm_config.h"
 #include "cm_log.h"
-#include "cm_rpc.h"
 #include "gw_api.h"
-#include "gw_server.h"
+#include "gw_backend.h"
+#include "gw_pubconfig.h"
+#include "gw_ratelimit.h"
+#include "gw_service.h"
 
-static const char *o_log_level, *o_ready_file, *o_admin_listen, *o_http_listen, *o_https_listen,
-    *o_tls_cert, *o_tls_key;
-static int64_t o_threads, o_max_body, o_max_header_bytes, o_max_headers, o_max_streams, o_idle_ms,
-    o_request_ms, o_max_conns, o_max_resets, o_drain_ms;
-static int o_access_log;
+static const char *o_store_target, *o_store_shards, *o_push_target, *o_attest_target,
+    *o_public_base_url, *o_attest_policy, *o_lb_policy;
+static int64_t o_backend_timeout_ms, o_max_ttl;
+static int o_store_batch;
 
-static cm_opt_t CORE_OPTS[] = {
-    {"log-level", CM_OPT_STR, "info", "debug, info, warn or error", &o_log_level},
-    {"ready-file", CM_OPT_STR, NULL, "write the bound ports as JSON here once listening",
-     &o_ready_file},
-    {"admin-listen", CM_OPT_STR, "127.0.0.1:9100", "admin HTTP (/metrics /healthz /readyz)",
-     &o_admin_listen},
-    {"http-listen", CM_OPT_STR, "127.0.0.1:8080",
-     "cleartext listener (h2c prior knowledge and HTTP/1.1); empty = none", &o_http_listen},
-    {"https-listen", CM_OPT_STR, "127.0.0.1:8443", "TLS listener (ALPN h2, http/1.1)",
-     &o_https_listen},
-    {"tls-cert", CM_OPT_STR, NULL, "PEM certificate chain; with --tls-key empty: no TLS listener",
-     &o_tls_cert},
-    {"tls-key", CM_OPT_STR, NULL, "PEM private key", &o_tls_key},
-    {"threads", CM_OPT_INT, "0", "event loops (0 = number of CPUs)", &o_threads},
-    {"max-body", CM_OPT_INT, "65536", "request body limit in bytes (beyond: 413)", &o_max_body},
-    {"max-header-bytes", CM_OPT_INT, "16384", "request header list size limit (beyond: 431)",
-     &o_max_header_bytes},
-    {"max-headers", CM_OPT_INT, "100", "request header count limit (beyond: 431)", &o_max_headers},
-    {"max-concurrent-streams", CM_OPT_INT, "100", "HTTP/2 streams per connection", &o_max_streams},
-    {"idle-timeout-ms", CM_OPT_INT, "60000", "close a connection idle this long", &o_idle_ms},
-    {"request-timeout-ms", CM_OPT_INT, "10000",
-     "headers and body must arrive within this (beyond: 408 / close)", &o_request_ms},
-    {"max-connections", CM_OPT_INT, "10000", "open client connections (beyond: closed at once)",
-     &o_max_conns},
-    {"max-resets", CM_OPT_INT, "200", "HTTP/2 RST_STREAMs per connection before GOAWAY",
-     &o_max_resets},
-    {"drain-timeout-ms", CM_OPT_INT, "10000", "on SIGTERM, wait this long for in-flight requests",
-     &o_drain_ms},
-    {"access-log", CM_OPT_BOOL, "1", "one info log line per request", &o_access_log},
+static cm_opt_t APP_OPTS[] = {
+    {"store-target", CM_OPT_STR, "127.0.0.1:7001", "mailbox-store gRPC target", &o_store_target},
+    {"store-shards", CM_OPT_STR, NULL,
+     "comma-separated mailbox-store shard addresses; mailboxes are placed by rendezvous hashing "
+     "of their id (cm_shard.h); overrides --store-target",
+     &o_store_shards},
+    {"push-target", CM_OPT_STR, NULL, "push-dispatch gRPC target; empty: push reported unsupported",
+     &o_push_target},
+    {"attestation-target", CM_OPT_STR, NULL,
+     "attestation-verifier gRPC target; empty: no verifier (a present attestation then gets "
+     "503 unless the policy is off)",
+     &o_attest_target},
+    {"backend-timeout-ms", CM_OPT_INT, "2000", "deadline of every backend call (ms)",
+     &o_backend_timeout_ms},
+    {"public-base-url", CM_OPT_STR, "http://127.0.0.1:8080",
+     "scheme://host[:port] used in urlLink and og:url", &o_public_base_url},
+    {"max-ttl", CM_OPT_INT, "172800", "largest mailbox lifetime a client may ask for (s)",
+     &o_max_ttl},
+    {"attestation-policy", CM_OPT_STR, "verify-if-present",
+     "device attestation on Create/Update: off | verify-if-present | required", &o_attest_policy},
+    {"lb-policy", CM_OPT_STR, NULL, "gRPC load-balancing policy for backends (round_robin in k8s)",
+     &o_lb_policy},
+    {"store-batch", CM_OPT_BOOL, "1",
+     "send the store reads of one loop iteration as one MailboxStore/Batch call (0: one call "
+     "per read, for a store older than Batch)",
+     &o_store_batch},
 };
 
-static int admin_ready(void *arg)
+/* APP_OPTS, then the rate limiter's and the published configuration's own options. */
+static cm_opt_t *app_options(size_t *n)
 {
-    return gw_server_accepting(arg);
+    static cm_opt_t all[sizeof(APP_OPTS) / sizeof(APP_OPTS[0]) + 16];
+    size_t na = sizeof(APP_OPTS) / sizeof(APP_OPTS[0]), nrl = 0, npub = 0;
+    cm_opt_t *rl = gw_rl_options(&nrl), *pub = gw_pubconfig_options(&npub);
+    if (na + nrl + npub > sizeof(all) / sizeof(all[0]))
+        abort();
+    memcpy(all, APP_OPTS, sizeof(APP_OPTS));
+    memcpy(all + na, rl, nrl * sizeof(*rl));
+    memcpy(all + na + nrl, pub, npub * sizeof(*pub));
+    *n = na + nrl + npub;
+    return all;
 }
 
-static int check_range(const char *name, int64_t v, int64_t lo, int64_t hi)
+/* What main composes: all owned; the API and the limiter are freed last, once no request can
+ * reach them (see gw_api_free). */
+typedef struct {
+    gw_rl_t *limiter;
+    gw_backend_t *backend;
+    gw_api_t *api;
+} gateway_t;
+
+static const char *or_dash(const char *s)
 {
-    if (v < lo || v > hi) {
-        fprintf(stderr, "gateway: --%s must be between %lld and %lld\n", name, (long long)lo,
-                (long long)hi);
+    return s && *s ? s : "-";
+}
+
+static int gateway_start(void *arg, int nloops, gw_handler_fn *handler, void **handler_ctx)
+{
+    gateway_t *g = arg;
+    (void)nloops; /* one poller serves every loop; completions hop back with gw_loop_post */
+    gw_backend_config_t bc = {
+        .store_target = o_store_target,
+        .store_shards = o_store_shards,
+        .push_target = o_push_target,
+        .attest_target = o_attest_target,
+        .lb_policy = o_lb_policy,
+        .timeout_ms = o_backend_timeout_ms,
+        .store_batch = o_store_batch,
+    };
+    if (gw_rl_new(&g->limiter) != 0)
         return -1;
-    }
+    gw_api_config_t ac = {
+        .public_base_url = o_public_base_url,
+        .attestation_policy = o_attest_policy,
+        .timeout_ms = o_backend_timeout_ms,
+        .max_ttl = o_max_ttl,
+        .limiter = g->limiter,
+    };
+    if (gw_backend_new(&bc, &g->backend) != 0)
+        goto fail;
+    if (gw_api_new(&ac, g->backend, &g->api) != 0)
+        goto fail;
+    CM_INFO(NULL,
+            "gateway api: store=%s shards=%s push=%s attestation=%s policy=%s "
+            "timeout_ms=%lld max_ttl=%lld base_url=%s",
+            o_store_target, or_dash(o_store_shards), or_dash(o_push_target),
+            or_dash(o_attest_target), o_attest_policy, (long long)o_backend_timeout_ms,
+            (long long)o_max_ttl, o_public_base_url);
+    *handler = gw_api_handle;
+    *handler_ctx = g->api;
     return 0;
+fail:
+    gw_backend_free(g->backend);
+    g->backend = NULL;
+    gw_rl_free(g->limiter);
+    g->limiter = NULL;
+    return -1;
+}
+
+static void gateway_stop(void *arg)
+{
+    gateway_t *g = arg;
+    gw_backend_free(g->backend);
+    g->backend = NULL;
+}
+
+static void gateway_destroy(void *arg)
+{
+    gateway_t *g = arg;
+    gw_api_free(g->api);
+    g->api = NULL;
+    gw_rl_free(g->limiter);
+    g->limiter = NULL;
 }
 
 int main(int argc, char **argv)
 {
-    cm_rpc_signals_block();
-
-    size_t ncore = sizeof(CORE_OPTS) / sizeof(CORE_OPTS[0]), napi = 0;
-    cm_opt_t *api = gw_api_options(&napi);
-    cm_opt_t *opts = calloc(ncore + napi, sizeof(*opts));
-    if (!opts)
-        return 1;
-    memcpy(opts, CORE_OPTS, sizeof(CORE_OPTS));
-    if (napi)
-        memcpy(opts + ncore, api, napi * sizeof(*opts));
-    int rc = cm_config_parse("gateway", "Tigress relay public API gateway", opts, ncore + napi,
-                             argc, argv, NULL);
-    free(opts);
-    if (rc != 0)
-        return rc > 0 ? 0 : 2;
-
-    cm_log_level_t lvl;
-    if (cm_log_level_parse(o_log_level, &lvl) != 0) {
-        fprintf(stderr, "gateway: bad --log-level %s\n", o_log_level);
-        return 2;
-    }
-    if (check_range("threads", o_threads, 0, 256) ||
-        check_range("max-body", o_max_body, 0, 1 << 30) ||
-        check_range("max-header-bytes", o_max_header_bytes, 256, 1 << 20) ||
-        check_range("max-headers", o_max_headers, 1, 10000) ||
-        check_range("max-concurrent-streams", o_max_streams, 1, 10000) ||
-        check_range("idle-timeout-ms", o_idle_ms, 1, 86400000) ||
-        check_range("request-timeout-ms", o_request_ms, 1, 86400000) ||
-        check_range("max-connections", o_max_conns, 1, 1000000) ||
-        check_range("max-resets", o_max_resets, 1, 1000000) ||
-        check_range("drain-timeout-ms", o_drain_ms, 0, 3600000))
-        return 2;
-    cm_log_init("gateway", lvl);
-    cm_rpc_init();
-    evthread_use_pthreads();
-
-    gw_server_config_t cfg = {
-        .http_listen = o_http_listen,
-        .https_listen = o_https_listen,
-        .tls_cert = o_tls_cert,
-        .tls_key = o_tls_key,
-        .threads = (int)o_threads,
-        .max_body = (size_t)o_max_body,
-        .max_header_bytes = (size_t)o_max_header_bytes,
-        .max_headers = (int)o_max_headers,
-        .max_concurrent_streams = (int)o_max_streams,
-        .idle_timeout_ms = (int)o_idle_ms,
-        .request_timeout_ms = (int)o_request_ms,
-        .max_connections = (int)o_max_conns,
-        .max_resets = (int)o_max_resets,
-        .access_log = o_access_log,
+    gateway_t g = {0};
+    size_t nopts = 0;
+    cm_opt_t *opts = app_options(&nopts);
+    gw_service_t svc = {
+        .name = "gateway",
+        .summary = "Tigress relay public API gateway",
+        .opts = opts,
+        .nopts = nopts,
+        .app = &g,
+        .start = gateway_start,
+        .stop = gateway_stop,
+        .destroy = gateway_destroy,
     };
-    gw_server_t *srv = NULL;
-    cm_admin_t *admin = NULL;
-    int admin_port = 0, exit_code = 1;
-    if (gw_server_new(&cfg, &srv) != 0)
-        goto out;
-    if (o_admin_listen && *o_admin_listen &&
-        cm_admin_start(o_admin_listen, admin_ready, srv, &admin, &admin_port) != 0) {
-        CM_ERROR(NULL, "cannot start the admin listener on %s", o_admin_listen);
-        goto out;
-    }
-    if (gw_api_start(gw_server_threads(srv)) != 0) {
-        CM_ERROR(NULL, "cannot start the API");
-        goto out;
-    }
-    if (gw_server_start(srv) != 0) {
-        gw_api_stop();
-        goto out;
-    }
-    char ready[160];
-    int n = snprintf(ready, sizeof(ready), "{\"http_port\":%d", gw_server_http_port(srv));
-    if (gw_server_https_port(srv))
-        n += snprintf(ready + n, sizeof(ready) - (size_t)n, ",\"https_port\":%d",
-                      gw_server_https_port(srv));
-    if (admin)
-        n += snprintf(ready + n, sizeof(ready) - (size_t)n, ",\"admin_port\":%d", admin_port);
-    snprintf(ready + n, sizeof(ready) - (size_t)n, "}");
-    if (cm_config_write_ready(o_ready_file, ready) != 0)
-        CM_ERROR(NULL, "cannot write the ready file %s", o_ready_file);
-    CM_INFO(NULL, "gateway listening: http %d, https %d, admin %d, %d loops",
-            gw_server_http_port(srv), gw_server_https_port(srv), admin_port,
-            gw_server_threads(srv));
-
-    int sig = cm_rpc_signals_wait(NULL, NULL);
-    CM_INFO(NULL, "signal %d: draining", sig);
-    int forced = gw_server_drain(srv, (int)o_drain_ms);
-    gw_api_stop();
-    CM_INFO(NULL, "stopped%s", forced ? " (some connections closed at the drain timeout)" : "");
-    exit_code = 0;
-out:
-    gw_server_free(srv);
-    if (admin)
-        cm_admin_stop(admin);
-    cm_rpc_shutdown();
-    return exit_code;
+    return gw_service_main(&svc, argc, argv);
 }

@@ -1,6 +1,6 @@
-/* Issue 5 §3 "through the gateway": the real gateway, mailbox-store and attestation-verifier on
- * ephemeral ports, driven by libcurl as a phone would. The attestations are fresh `apple`
- * (Apple Anonymous Attestation format) registrations made by
+/* Device attestation through the gateway: the real gateway, mailbox-store and
+ * attestation-verifier on ephemeral ports, driven by libcurl as a phone would. The attestations are
+ * fresh `apple` (Apple Anonymous Attestation format) registrations made by
  * tests/attestation-verifier/make_apple_attestation.py with challenge = SHA-256 of the
  * payload bytes; their throw-away CAs are the verifier's only `apple` anchors. The verifier
  * gets the RP ID and origin the generator used (--rp-id; the default origin https://<rp-id>),
@@ -27,6 +27,7 @@
 #include "cm_b64.h"
 #include "cm_uuid.h"
 #include "th.h"
+#include "th_api.h"
 #include "th_http.h"
 #include "th_stack.h"
 
@@ -201,35 +202,10 @@ static void none_of(const att_t *a, att_t *out)
 
 /* ---- HTTP -------------------------------------------------------------------------------- */
 
-/* One request over HTTP/1.1 (|h2c| 0) or h2c with prior knowledge (1). |headers|:
- * NULL-terminated "Name: value" list or NULL. A body is sent as application/json. */
-static void req(int port, int h2c, const char *method, const char *path, const char *const *headers,
-                const char *body, th_http_resp_t *out)
+/* The shared client on |port| over HTTP/1.1 (|h2c| 0) or h2c with prior knowledge (1). */
+static th_api_t target(int port, int h2c)
 {
-    th_http_req_t rq = {.proto = h2c ? TH_HTTP_H2C : TH_HTTP_H1,
-                        .port = port,
-                        .method = method,
-                        .path = path,
-                        .headers = headers,
-                        .body = body,
-                        .timeout_ms = 20000};
-    if (th_http_request(E.curl, &rq, out) != 0)
-        fail_msg("%s %s: %s", method, path, out->err);
-}
-
-/* Asserts status |want| and, for errors, the JSON error code |code|; frees the answer. */
-static void expect(th_http_resp_t *r, long want, const char *code, const char *what)
-{
-    if (r->status != want)
-        fail_msg("%s: status %ld, wanted %ld; body %s", what, r->status, want, r->body);
-    if (code) {
-        cJSON *j = cJSON_Parse(r->body);
-        const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
-        if (!cJSON_IsString(c) || strcmp(c->valuestring, code) != 0)
-            fail_msg("%s: body %s, wanted error code %s", what, r->body, code);
-        cJSON_Delete(j);
-    }
-    th_http_resp_free(r);
+    return (th_api_t){.curl = E.curl, .proto = h2c ? TH_HTTP_H2C : TH_HTTP_H1, .port = port};
 }
 
 /* A mailbox this test creates: id, claim, and the header line buffers. */
@@ -274,7 +250,8 @@ static void create(int port, int h2c, const mbx_t *m, const uint8_t *p, size_t p
              "\"mailboxConfiguration\":{\"accessRights\":\"RWD\",\"timeToLive\":600}}",
              m->id, data);
     const char *h[] = {m->hclaim, m->hatt, NULL};
-    req(port, h2c, "POST", "/v1/m", h, body, r);
+    th_api_t t = target(port, h2c);
+    th_api_do(&t, "POST", "/v1/m", h, body, r);
 }
 
 /* PUT /v1/m/<id> with payload |p|. */
@@ -288,7 +265,8 @@ static void update(int port, const mbx_t *m, const uint8_t *p, size_t plen, th_h
              data);
     snprintf(path, sizeof(path), "/v1/m/%s", m->id);
     const char *h[] = {m->hclaim, m->hatt, NULL};
-    req(port, 0, "PUT", path, h, body, r);
+    th_api_t t = target(port, 0);
+    th_api_do(&t, "PUT", path, h, body, r);
 }
 
 /* GET preview status of |id| (200: stored, 404: not). */
@@ -297,7 +275,8 @@ static long preview(int port, const char *id)
     char path[64];
     snprintf(path, sizeof(path), "/v1/m/%s", id);
     th_http_resp_t r;
-    req(port, 0, "GET", path, NULL, NULL, &r);
+    th_api_t t = target(port, 0);
+    th_api_do(&t, "GET", path, NULL, NULL, &r);
     long st = r.status;
     th_http_resp_free(&r);
     return st;
@@ -310,7 +289,8 @@ static void expect_payload(int port, const mbx_t *m, const uint8_t *p, size_t pl
     snprintf(path, sizeof(path), "/v1/m/%s", m->id);
     const char *h[] = {m->hclaim, NULL};
     th_http_resp_t r;
-    req(port, 0, "POST", path, h, NULL, &r);
+    th_api_t t = target(port, 0);
+    th_api_do(&t, "POST", path, h, NULL, &r);
     if (r.status != 200)
         fail_msg("read %s: %ld %s", m->id, r.status, r.body);
     cm_b64_encode(CM_B64_STD, p, plen, want);
@@ -421,7 +401,7 @@ static void create_valid_apple(void **state)
         mbx_set_att(&m, h2c ? "Mailbox-Device-Attestation" : "deviceAttestation", E.h1);
         th_http_resp_t r;
         create(E.req_port, h2c, &m, E.p1, sizeof(E.p1), &r);
-        expect(&r, 200, NULL, "create with a valid apple attestation");
+        th_api_expect(&r, 200, NULL, "create with a valid apple attestation");
         assert_int_equal(preview(E.req_port, m.id), 200);
         expect_payload(E.req_port, &m, E.p1, sizeof(E.p1));
         free(m.hatt);
@@ -442,11 +422,12 @@ static void create_payload_byte_changed(void **state)
         mbx_init(&m, E.h1);
         th_http_resp_t r;
         create(E.req_port, 0, &m, p, sizeof(p), &r);
-        expect(&r, 401, "invalid_attestation", "one payload byte changed");
+        th_api_expect(&r, 401, "invalid_attestation", "one payload byte changed");
         assert_int_equal(preview(E.req_port, m.id), 404);
         /* and under verify-if-present too: present means checked */
         create(E.vip_port, 0, &m, p, sizeof(p), &r);
-        expect(&r, 401, "invalid_attestation", "one payload byte changed (verify-if-present)");
+        th_api_expect(&r, 401, "invalid_attestation",
+                      "one payload byte changed (verify-if-present)");
         assert_int_equal(preview(E.vip_port, m.id), 404);
         free(m.hatt);
     }
@@ -455,7 +436,7 @@ static void create_payload_byte_changed(void **state)
     mbx_init(&m, E.h1);
     th_http_resp_t r;
     create(E.req_port, 0, &m, E.p1, sizeof(E.p1) - 1, &r);
-    expect(&r, 401, "invalid_attestation", "payload truncated");
+    th_api_expect(&r, 401, "invalid_attestation", "payload truncated");
     assert_int_equal(preview(E.req_port, m.id), 404);
     free(m.hatt);
 }
@@ -469,14 +450,14 @@ static void policy_without_header(void **state)
     mbx_init(&m, NULL);
     th_http_resp_t r;
     create(E.req_port, 0, &m, E.p1, sizeof(E.p1), &r);
-    expect(&r, 401, "attestation_required", "required, no header");
+    th_api_expect(&r, 401, "attestation_required", "required, no header");
     assert_int_equal(preview(E.req_port, m.id), 404);
     create(E.req_port, 1, &m, E.p1, sizeof(E.p1), &r);
-    expect(&r, 401, "attestation_required", "required, no header (h2c)");
+    th_api_expect(&r, 401, "attestation_required", "required, no header (h2c)");
     assert_int_equal(preview(E.req_port, m.id), 404);
 
     create(E.vip_port, 0, &m, E.p2, sizeof(E.p2), &r);
-    expect(&r, 200, NULL, "verify-if-present, no header");
+    th_api_expect(&r, 200, NULL, "verify-if-present, no header");
     assert_int_equal(preview(E.vip_port, m.id), 200);
     expect_payload(E.vip_port, &m, E.p2, sizeof(E.p2));
 }
@@ -490,22 +471,22 @@ static void update_fresh_and_stale(void **state)
     mbx_init(&m, E.h1);
     th_http_resp_t r;
     create(E.req_port, 0, &m, E.p1, sizeof(E.p1), &r);
-    expect(&r, 200, NULL, "create for update");
+    th_api_expect(&r, 200, NULL, "create for update");
 
     update(E.req_port, &m, E.p2, sizeof(E.p2), &r); /* header still over p1 */
-    expect(&r, 401, "invalid_attestation", "update with a stale attestation");
+    th_api_expect(&r, 401, "invalid_attestation", "update with a stale attestation");
     expect_payload(E.req_port, &m, E.p1, sizeof(E.p1));
 
     mbx_set_att(&m, "Mailbox-Device-Attestation", E.h2);
     update(E.req_port, &m, E.p2, sizeof(E.p2), &r);
-    expect(&r, 200, NULL, "update with an attestation over the new payload");
+    th_api_expect(&r, 200, NULL, "update with an attestation over the new payload");
     expect_payload(E.req_port, &m, E.p2, sizeof(E.p2));
 
     /* no header on Update under `required` either */
     free(m.hatt);
     m.hatt = NULL;
     update(E.req_port, &m, E.p1, sizeof(E.p1), &r);
-    expect(&r, 401, "attestation_required", "update without a header");
+    th_api_expect(&r, 401, "attestation_required", "update without a header");
     expect_payload(E.req_port, &m, E.p2, sizeof(E.p2));
 }
 
@@ -524,15 +505,16 @@ static void none_refused_by_default(void **state)
     mbx_init(&m, hn);
     th_http_resp_t r;
     create(E.req_port, 0, &m, E.p1, sizeof(E.p1), &r);
-    expect(&r, 401, "invalid_attestation", "fmt none, default verifier, required");
+    th_api_expect(&r, 401, "invalid_attestation", "fmt none, default verifier, required");
     assert_int_equal(preview(E.req_port, m.id), 404);
     create(E.vip_port, 1, &m, E.p1, sizeof(E.p1), &r);
-    expect(&r, 401, "invalid_attestation", "fmt none, default verifier, verify-if-present");
+    th_api_expect(&r, 401, "invalid_attestation", "fmt none, default verifier, verify-if-present");
     assert_int_equal(preview(E.vip_port, m.id), 404);
 
     /* the verifier's aggregate metrics say why: the format, not a malformed object */
     th_http_resp_t mr;
-    req(th_proc_port(&E.verifier, "admin_port"), 0, "GET", "/metrics", NULL, NULL, &mr);
+    th_api_t admin = target(th_proc_port(&E.verifier, "admin_port"), 0);
+    th_api_do(&admin, "GET", "/metrics", NULL, NULL, &mr);
     assert_int_equal(mr.status, 200);
     if (!strstr(mr.body, "tigress_attestation_verifications_total{format=\"none\",result="
                          "\"invalid\",code=\"UNSUPPORTED_FORMAT\"} 2"))
@@ -544,7 +526,7 @@ static void none_refused_by_default(void **state)
     assert_int_equal(gateway_start(&T_gw, th_proc_port(&T_verifier, "grpc_port"), "required"), 0);
     int port = th_proc_port(&T_gw, "http_port");
     create(port, 0, &m, E.p1, sizeof(E.p1), &r);
-    expect(&r, 200, NULL, "fmt none, verifier with --formats=apple,none");
+    th_api_expect(&r, 200, NULL, "fmt none, verifier with --formats=apple,none");
     assert_int_equal(preview(port, m.id), 200);
     free(m.hatt);
     free(hn);
@@ -564,7 +546,7 @@ static void verifier_without_rp_id(void **state)
     mbx_init(&m, E.h1);
     th_http_resp_t r;
     create(port, 0, &m, E.p1, sizeof(E.p1), &r);
-    expect(&r, 503, "unavailable", "verifier without --rp-id");
+    th_api_expect(&r, 503, "unavailable", "verifier without --rp-id");
     assert_int_equal(preview(port, m.id), 404);
     free(m.hatt);
     assert_int_equal(stop_clean(&T_gw, "gateway"), 0);

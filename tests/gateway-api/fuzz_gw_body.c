@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         free(html);
         gw_create_body_free(&c);
-    } else if (!err.code || !err.code[0]) {
+    } else if (err.err == GW_OK || !gw_err_code(err.err)[0]) {
         abort();
     }
     gw_update_body_t u;

@@ -1,4 +1,4 @@
-/* Unit tests of the gateway API's pure half: body validation (issue 3 §2), response bodies,
+/* Unit tests of the gateway API's pure half: body validation (gateway/API.md), response bodies,
  * the attestation header format, status mapping, UTF-8, RFC 3339 and the preview page. No
  * server, no backend. */
 #include <setjmp.h>
@@ -84,7 +84,7 @@ static void expect_bad(const char *body, const char *code, const char *field)
         gw_create_body_free(&b);
         fail_msg("accepted: %s", body);
     }
-    assert_string_equal(err.code, code);
+    assert_string_equal(gw_err_code(err.err), code);
     if (field && !strstr(err.message, field))
         fail_msg("message \"%s\" does not name %s", err.message, field);
 }
@@ -158,7 +158,7 @@ static void create_variants_accepted(void **state)
         gw_create_body_t b;
         gw_json_err_t err = {0};
         if (parse(body, &b, &err) != 0)
-            fail_msg("refused (%s: %s): %s", err.code, err.message, body);
+            fail_msg("refused (%s: %s): %s", gw_err_code(err.err), err.message, body);
         if (strcmp(ok[i].path, "mailboxIdentifier") == 0) {
             assert_true(cm_uuid_is_v4(b.mailbox_id, strlen(b.mailbox_id)));
             for (const char *p = b.mailbox_id; *p; p++)
@@ -223,7 +223,7 @@ static void create_rejects_json(void **state)
     gw_json_err_t err;
     assert_int_equal(
         gw_json_parse_create((const uint8_t *)nul, sizeof(nul) - 1, NOW_MS, MAX_TTL, &b, &err), -1);
-    assert_string_equal(err.code, "invalid_json");
+    assert_string_equal(gw_err_code(err.err), "invalid_json");
     expect_bad("{\"x\":\"a\x01\"}", "invalid_json", NULL);
     /* escaped backslash followed by u0000 text is not a NUL escape */
     char *body = body_with("displayInformation", "{\"title\":\"a\\\\u0000\"}");
@@ -374,14 +374,14 @@ static void update_parse(void **state)
              good_data);
     assert_int_equal(gw_json_parse_update((const uint8_t *)no_token, strlen(no_token), &u, &err),
                      -1);
-    assert_string_equal(err.code, "missing_field");
+    assert_string_equal(gw_err_code(err.err), "missing_field");
     assert_non_null(strstr(err.message, "notificationToken"));
     const char *no_payload = "{\"notificationToken\":{\"type\":\"webhook\",\"tokenData\":\"x\"}}";
     assert_int_equal(
         gw_json_parse_update((const uint8_t *)no_payload, strlen(no_payload), &u, &err), -1);
-    assert_string_equal(err.code, "missing_field");
+    assert_string_equal(gw_err_code(err.err), "missing_field");
     assert_int_equal(gw_json_parse_update((const uint8_t *)"{", 1, &u, &err), -1);
-    assert_string_equal(err.code, "invalid_json");
+    assert_string_equal(gw_err_code(err.err), "invalid_json");
 }
 
 static char *b64url_of(const char *s)
@@ -435,7 +435,7 @@ static void attestation_header(void **state)
 static void responses(void **state)
 {
     size_t len;
-    char *s = gw_json_error_body("invalid_field", "payload.data \"x\" <b>", &len);
+    char *s = gw_json_error_body(GW_ERR_INVALID_FIELD, "payload.data \"x\" <b>", &len);
     assert_string_equal(s, "{\"error\":{\"code\":\"invalid_field\",\"message\":\"payload.data "
                            "\\\"x\\\" <b>\"}}");
     assert_int_equal(len, strlen(s));
@@ -477,11 +477,20 @@ static void status_mapping(void **state)
         {999, 500},
     };
     for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
-        gw_status_map_t s = gw_status_from_grpc(m[i].grpc);
-        assert_int_equal(s.http_status, m[i].http);
-        assert_non_null(s.code);
-        assert_non_null(s.message);
+        gw_err_t e = gw_err_from_grpc(m[i].grpc);
+        assert_int_equal(gw_err_http_status(e), m[i].http);
+        assert_non_null(gw_err_code(e));
+        assert_non_null(gw_err_message(e));
+        assert_non_null(gw_err_name(e));
     }
+    /* every value of the enum has its row (a missing one would have no name and no code) */
+    for (int e = GW_OK; e < GW_ERR_COUNT; e++) {
+        assert_non_null(gw_err_name((gw_err_t)e));
+        assert_non_null(gw_err_code((gw_err_t)e));
+        assert_true(gw_err_http_status((gw_err_t)e) >= 200);
+    }
+    assert_int_equal(gw_err_http_status(GW_ERR_RATE_LIMITED), 429);
+    assert_string_equal(gw_err_code(GW_ERR_RATE_LIMITED), "rate_limited");
 }
 
 static void derived_id(void **state)

@@ -12,7 +12,10 @@
 #include "cm_log.h"
 #include "gw_int.h"
 
+static void handle(void *ctx, gw_req_t *r);
+
 static gw_server_config_t cfg = {
+    .handler = handle,
     .max_body = 4096,
     .max_header_bytes = 2048,
     .max_headers = 20,
@@ -24,7 +27,7 @@ static gw_server_config_t cfg = {
     .access_log = 0,
 };
 
-void gw_api_handle(gw_req_t *r)
+static void handle(void *ctx, gw_req_t *r)
 {
     size_t n;
     const uint8_t *b = gw_req_body(r, &n);

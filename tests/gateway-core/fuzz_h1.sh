@@ -15,9 +15,10 @@ if ! clang -fsanitize=fuzzer "$out/probe.c" -o "$out/probe" 2>/dev/null; then
   exit 77
 fi
 gw="$src/gateway"
-# the core's files, as listed in gateway/CMakeLists.txt (GW_CORE_NAMES)
+# the core's files of the request path (gateway/CMakeLists.txt GW_CORE_NAMES, without the
+# process runner gw_service)
 core=()
-for n in gw_server gw_req gw_h1 gw_h2 gw_tls; do core+=("$gw/$n.c"); done
+for n in gw_server gw_req gw_h1 gw_h2 gw_tls gw_err gw_corr; do core+=("$gw/$n.c"); done
 # shellcheck disable=SC2046
 clang -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=undefined -I"$gw" -I"$src/common" \

@@ -1,5 +1,6 @@
-/* A tiny gw_api for testing the gateway core: linked with gateway/main.c and gateway_core into
- * the gw_core_testd binary, which the protocol tests run as a real process.
+/* gw_core_testd: the gateway's process (gw_service: options, listeners, admin, ready file,
+ * drain) around a tiny test handler instead of the API, which the protocol tests of the core
+ * run as a real process.
  *
  *   /echo          answered at once: "METHOD PATH[?QUERY] PROTOCOL TLS HAS_BODY\n" + body
  *   /async?ms=N    the same, answered from a worker thread after N ms via gw_req_post
@@ -12,8 +13,8 @@
 #include <time.h>
 
 #include "cm_config.h"
-#include "gw_api.h"
 #include "gw_http.h"
+#include "gw_service.h"
 
 typedef struct job {
     struct job *next;
@@ -37,12 +38,6 @@ static long long now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-cm_opt_t *gw_api_options(size_t *n)
-{
-    *n = sizeof(API_OPTS) / sizeof(API_OPTS[0]);
-    return API_OPTS;
 }
 
 static void answer(gw_req_t *r)
@@ -109,15 +104,19 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int gw_api_start(int nloops)
+static void handle(void *ctx, gw_req_t *r);
+
+static int test_start(void *app, int nloops, gw_handler_fn *handler, void **ctx)
 {
     if (pthread_create(&worker, NULL, worker_main, NULL) != 0)
         return -1;
     started = 1;
+    *handler = handle;
+    *ctx = NULL;
     return 0;
 }
 
-void gw_api_stop(void)
+static void test_stop(void *app)
 {
     if (!started)
         return;
@@ -129,7 +128,7 @@ void gw_api_stop(void)
     started = 0;
 }
 
-void gw_api_handle(gw_req_t *r)
+static void handle(void *ctx, gw_req_t *r)
 {
     const char *p = gw_req_path(r);
     if (strcmp(p, "/echo") == 0) {
@@ -159,4 +158,17 @@ void gw_api_handle(gw_req_t *r)
     gw_req_set_route(r, "unknown");
     static const char nf[] = "{\"error\":{\"code\":\"not_found\",\"message\":\"no such route\"}}";
     gw_req_respond(r, 404, "application/json", nf, sizeof(nf) - 1);
+}
+
+int main(int argc, char **argv)
+{
+    gw_service_t svc = {
+        .name = "gw_core_testd",
+        .summary = "the gateway's server core with a test handler",
+        .opts = API_OPTS,
+        .nopts = sizeof(API_OPTS) / sizeof(API_OPTS[0]),
+        .start = test_start,
+        .stop = test_stop,
+    };
+    return gw_service_main(&svc, argc, argv);
 }

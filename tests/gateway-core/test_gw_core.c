@@ -1,4 +1,4 @@
-/* Protocol-level tests of the gateway core: the real gateway main.c + gateway_core, with the
+/* Protocol-level tests of the gateway core: the gateway's process runner + gateway_core, with the
  * test API of test_api.c, run as a process (gw_core_testd) and driven by libcurl, raw sockets
  * and python3-h2 probes (h2probe.py). */
 #include <arpa/inet.h>
@@ -418,7 +418,7 @@ static void test_body_limit(void **state)
         assert_non_null(strstr(r.body.data, "payload_too_large"));
         resp_free(&r);
     }
-    /* the core's own 413 echoes the correlation id like every API answer (issue 3 §2), under
+    /* the core's own 413 echoes the correlation id like every API answer (gateway/API.md), under
      * the name it came with, in both protocols */
     for (int i = 0; i < 2; i++) {
         memset(&r, 0, sizeof(r));

@@ -44,6 +44,11 @@ int th_http_request(CURL *c, const th_http_req_t *rq, th_http_resp_t *out)
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
+    if (rq->source) {
+        char iface[80];
+        snprintf(iface, sizeof(iface), "host!%s", rq->source); /* libcurl copies it */
+        curl_easy_setopt(c, CURLOPT_INTERFACE, iface);
+    }
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);

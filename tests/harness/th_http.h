@@ -18,7 +18,9 @@ typedef enum {
 
 typedef struct {
     th_http_proto_t proto;
-    int port; /* on 127.0.0.1 */
+    int port;           /* on 127.0.0.1 */
+    const char *source; /* local address to connect from, e.g. "127.0.0.2" (all of 127.0.0.0/8
+                         * is loopback on Linux: another client); NULL: any */
     const char *method;
     const char *path;           /* with the query, e.g. "/v1/m/<id>" */
     const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */

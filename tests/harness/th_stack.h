@@ -17,7 +17,8 @@ int th_start(th_proc_t *p, const char *name, const char *const *flags, const cha
 int th_store_start(th_proc_t *p, const char *data_dir, int grpc_port, const char *const *extra,
                    int timeout_ms);
 
-/* gateway with --http-listen=127.0.0.1:0, --admin-listen=127.0.0.1:0, --access-log=0 and
+/* gateway with --http-listen=127.0.0.1:0, --admin-listen=127.0.0.1:0, --access-log=0,
+ * --rate-limit-exempt=127.0.0.0/8,::1/128 and
  * |extra| (NULL-terminated or NULL: the backends, policies, ...). 0, or -1 also when the ready
  * file has no http_port. */
 int th_gateway_start(th_proc_t *p, const char *const *extra, int timeout_ms);

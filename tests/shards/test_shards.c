@@ -33,6 +33,7 @@
 #include "cm_shard.h"
 #include "cm_uuid.h"
 #include "th.h"
+#include "th_api.h"
 #include "th_http.h"
 #include "th_stack.h"
 #include "tigress/mailbox/v1/mailbox_store.pb-c.h"
@@ -164,36 +165,14 @@ static int group_teardown(void **state)
 
 /* ---- HTTP client ------------------------------------------------------------------------- */
 
-/* One request through the gateway over HTTP/1.1; |headers| NULL-terminated "Name: value" (may
- * be NULL). A POST without body sends an empty one. */
+/* One request through the gateway over HTTP/1.1 (the shared th_api client); |headers|
+ * NULL-terminated "Name: value" (may be NULL). A POST without body sends an empty one. */
 static long do_req(const char *method, const char *path, const char *const *headers,
                    const char *body, th_http_resp_t *out)
 {
-    th_http_req_t rq = {.proto = TH_HTTP_H1,
-                        .port = F.http_port,
-                        .method = method,
-                        .path = path,
-                        .headers = headers,
-                        .body = body,
-                        .timeout_ms = 20000,
-                        .empty_post = 1};
-    if (th_http_request(F.curl, &rq, out) != 0)
-        fail_msg("%s %s: %s", method, path, out->err);
+    th_api_t t = {.curl = F.curl, .proto = TH_HTTP_H1, .port = F.http_port, .empty_post = 1};
+    th_api_do(&t, method, path, headers, body, out);
     return out->status;
-}
-
-/* Asserts the JSON error answer of 001: status and error.code. */
-static void expect_error(const th_http_resp_t *r, long status, const char *code)
-{
-    if (r->status != status)
-        fail_msg("status %ld, wanted %ld; body %s", r->status, status, r->body);
-    cJSON *j = cJSON_Parse(r->body);
-    assert_non_null(j);
-    cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
-    assert_true(cJSON_IsString(c));
-    if (strcmp(c->valuestring, code) != 0)
-        fail_msg("error code %s, wanted %s (status %ld)", c->valuestring, code, status);
-    cJSON_Delete(j);
 }
 
 /* ---- the API as a phone uses it ---------------------------------------------------------- */
@@ -208,18 +187,6 @@ typedef struct {
     int title;         /* the title is "Key <title>" (the create's fill) */
     size_t owner;      /* shard index cm_shard picks for |id| */
 } mbx_t;
-
-static char hbuf[4][128];
-static const char *H(int slot, const char *fmt, const char *v)
-{
-    snprintf(hbuf[slot], sizeof(hbuf[slot]), fmt, v);
-    return hbuf[slot];
-}
-
-static void uuid(char out[37])
-{
-    assert_int_equal(cm_uuid_v4(out), 0);
-}
 
 static size_t owner_of(const char *id)
 {
@@ -247,8 +214,8 @@ static long create_raw(mbx_t *m, int fill, th_http_resp_t *r)
 {
     char body[1024];
     create_body(m, fill, body, sizeof(body));
-    const char *h[] = {H(0, "deviceClaim: %s", m->sender),
-                       H(1, "Mailbox-Correlation-ID: %s", m->corr), NULL};
+    const char *h[] = {th_api_hdr(0, "deviceClaim: %s", m->sender),
+                       th_api_hdr(1, "Mailbox-Correlation-ID: %s", m->corr), NULL};
     do_req("POST", "/v1/m", h, body, r);
     const char *echo = th_http_header(r, "mailbox-correlation-id");
     if (!echo || strcmp(echo, m->corr) != 0)
@@ -279,11 +246,11 @@ static void create_ok(mbx_t *m, int with_id, int fill)
 {
     memset(m, 0, sizeof(*m));
     m->with_id = with_id;
-    uuid(m->sender);
-    uuid(m->receiver);
-    uuid(m->corr);
+    th_api_uuid(m->sender);
+    th_api_uuid(m->receiver);
+    th_api_uuid(m->corr);
     if (with_id)
-        uuid(m->id);
+        th_api_uuid(m->id);
     th_http_resp_t r;
     if (create_raw(m, fill, &r) != 200)
         fail_msg("create (%s id): %ld %s", with_id ? "client" : "generated", r.status, r.body);
@@ -303,9 +270,9 @@ static long preview(const mbx_t *m)
         if (!strstr(r.body, want))
             fail_msg("preview of %s lacks %s", m->id, want);
     } else if (st == 404) {
-        expect_error(&r, 404, "not_found");
+        th_api_expect_error(&r, 404, "not_found");
     } else if (st == 503) {
-        expect_error(&r, 503, "unavailable");
+        th_api_expect_error(&r, 503, "unavailable");
     }
     th_http_resp_free(&r);
     return st;
@@ -315,10 +282,10 @@ static long preview(const mbx_t *m)
 static long read_secure(const mbx_t *m, const char *claim)
 {
     char path[64], corr[37];
-    uuid(corr);
+    th_api_uuid(corr);
     snprintf(path, sizeof(path), "/v1/m/%s", m->id);
-    const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
-                       NULL};
+    const char *h[] = {th_api_hdr(0, "deviceClaim: %s", claim),
+                       th_api_hdr(1, "Mailbox-Correlation-ID: %s", corr), NULL};
     th_http_resp_t r;
     long st = do_req("POST", path, h, NULL, &r);
     const char *echo = th_http_header(&r, "mailbox-correlation-id");
@@ -339,9 +306,9 @@ static long read_secure(const mbx_t *m, const char *claim)
             fail_msg("read of %s: payload %d, wanted %d", m->id, raw[0], m->fill);
         cJSON_Delete(j);
     } else if (st == 401) {
-        expect_error(&r, 401, "unauthorized");
+        th_api_expect_error(&r, 401, "unauthorized");
     } else if (st == 503) {
-        expect_error(&r, 503, "unavailable");
+        th_api_expect_error(&r, 503, "unavailable");
     }
     th_http_resp_free(&r);
     return st;
@@ -354,14 +321,14 @@ static long update(mbx_t *m, const char *claim, int fill)
     uint8_t raw[44];
     memset(raw, fill, sizeof(raw));
     cm_b64_encode(CM_B64_STD, raw, sizeof(raw), data);
-    uuid(corr);
+    th_api_uuid(corr);
     snprintf(path, sizeof(path), "/v1/m/%s", m->id);
     snprintf(body, sizeof(body),
              "{\"payload\":{\"type\":\"AES128\",\"data\":\"%s\"},"
              "\"notificationToken\":{\"type\":\"com.google.fcm\",\"tokenData\":\"tok\"}}",
              data);
-    const char *h[] = {H(0, "deviceClaim: %s", claim), H(1, "Mailbox-Correlation-ID: %s", corr),
-                       NULL};
+    const char *h[] = {th_api_hdr(0, "deviceClaim: %s", claim),
+                       th_api_hdr(1, "Mailbox-Correlation-ID: %s", corr), NULL};
     th_http_resp_t r;
     long st = do_req("PUT", path, h, body, &r);
     th_http_resp_free(&r);
@@ -374,7 +341,7 @@ static long del(const mbx_t *m, const char *claim)
 {
     char path[64];
     snprintf(path, sizeof(path), "/v1/m/%s", m->id);
-    const char *h[] = {H(0, "deviceClaim: %s", claim), NULL};
+    const char *h[] = {th_api_hdr(0, "deviceClaim: %s", claim), NULL};
     th_http_resp_t r;
     long st = do_req("DELETE", path, h, NULL, &r);
     th_http_resp_free(&r);
@@ -477,7 +444,7 @@ static void flows_on_all_shards(void **state)
     for (int i = 0; i < NFLOW; i++) {
         mbx_t *m = &sl[i];
         char other[37];
-        uuid(other);
+        th_api_uuid(other);
         assert_int_equal(preview(m), 200);
         assert_int_equal(read_secure(m, m->receiver), 200);
         /* bound: another device is refused, the receiver may read again */
@@ -499,7 +466,7 @@ static void flows_on_all_shards(void **state)
         assert_int_equal(update(&sf[i], sf[i].sender, 0xC0 + i % 16), 200);
     for (int i = 0; i < NFLOW; i++) {
         char other[37];
-        uuid(other);
+        th_api_uuid(other);
         assert_int_equal(read_secure(&sf[i], sf[i].receiver), 200);
         assert_int_equal(update(&sf[i], other, 0x11), 401);
         assert_int_equal(preview(&sf[i]), 200);
@@ -520,7 +487,7 @@ static void flows_on_all_shards(void **state)
 static void id_on_shard(mbx_t *m, size_t k)
 {
     do
-        uuid(m->id);
+        th_api_uuid(m->id);
     while (owner_of(m->id) != k);
 }
 
@@ -533,8 +500,8 @@ static void duplicate_create_with_id(void **state)
         mbx_t m;
         memset(&m, 0, sizeof(m));
         m.with_id = 1;
-        uuid(m.sender);
-        uuid(m.corr);
+        th_api_uuid(m.sender);
+        th_api_uuid(m.corr);
         id_on_shard(&m, k);
         th_http_resp_t r1, r2;
         assert_int_equal(create_raw(&m, 0x30 + (int)k, &r1), 200);
@@ -546,10 +513,10 @@ static void duplicate_create_with_id(void **state)
         check_placement(&m, 1);
 
         mbx_t other = m;
-        uuid(other.sender);
-        uuid(other.corr);
+        th_api_uuid(other.sender);
+        th_api_uuid(other.corr);
         create_raw(&other, 0x40, &r1);
-        expect_error(&r1, 401, "unauthorized");
+        th_api_expect_error(&r1, 401, "unauthorized");
         th_http_resp_free(&r1);
         check_placement(&m, 1); /* unchanged: still "Key 0x30+k" */
         assert_int_equal(del(&m, m.sender), 200);
@@ -567,8 +534,8 @@ static void duplicate_create_generated_id(void **state)
     for (int attempt = 0; attempt < 12; attempt++) {
         mbx_t a, b;
         memset(&a, 0, sizeof(a));
-        uuid(a.sender);
-        uuid(a.corr);
+        th_api_uuid(a.sender);
+        th_api_uuid(a.corr);
         b = a;
         th_http_resp_t r1, r2;
         assert_int_equal(create_raw(&a, 0x50 + attempt, &r1), 200);
@@ -591,7 +558,7 @@ static void duplicate_create_generated_id(void **state)
 
         /* the same device, a new request: a new mailbox with its own id */
         mbx_t c = a;
-        uuid(c.corr);
+        th_api_uuid(c.corr);
         assert_int_equal(create_raw(&c, 0x70 + attempt, &r1), 200);
         th_http_resp_free(&r1);
         assert_string_not_equal(c.id, a.id);
@@ -698,13 +665,13 @@ static void killed_shard(void **state)
         mbx_t n;
         memset(&n, 0, sizeof(n));
         n.with_id = 1;
-        uuid(n.sender);
-        uuid(n.corr);
+        th_api_uuid(n.sender);
+        th_api_uuid(n.corr);
         id_on_shard(&n, k);
         th_http_resp_t r;
         long st = create_raw(&n, 0x70, &r);
         if (k == VICTIM) {
-            expect_error(&r, 503, "unavailable");
+            th_api_expect_error(&r, 503, "unavailable");
         } else {
             if (st != 200)
                 fail_msg("create on healthy shard %zu: %ld %s", k, st, r.body);
@@ -729,7 +696,7 @@ static void killed_shard(void **state)
            th_now_ms() - t1);
     for (int i = 0; i < NKILL; i++) {
         char other[37];
-        uuid(other);
+        th_api_uuid(other);
         assert_int_equal(preview(&m[i]), 200);
         /* bound before the crash: the receiver still reads, another device still cannot */
         assert_int_equal(read_secure(&m[i], m[i].receiver), 200);
