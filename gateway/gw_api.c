@@ -17,6 +17,7 @@
 
 #include <openssl/sha.h>
 
+#include "cm_alloc.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "cm_uuid.h"
@@ -81,9 +82,7 @@ static int set_base_url(gw_api_t *api, const char *u)
 
 int gw_api_new(const gw_api_config_t *cfg, gw_backend_t *backend, gw_api_t **out)
 {
-    gw_api_t *api = calloc(1, sizeof(*api));
-    if (!api)
-        abort();
+    gw_api_t *api = cm_xcalloc(1, sizeof(*api));
     api->be = backend;
     if (parse_policy(cfg->attestation_policy, &api->policy) != 0)
         goto fail;
@@ -184,7 +183,7 @@ typedef struct {
     int64_t deadline_ms;
     char id[CM_UUID_STRLEN + 1];
     char claim[CM_UUID_STRLEN + 1];
-    char corr[GW_CORRELATION_ID_MAX + 1];
+    char corr[CM_CORR_ID_MAX + 1];
     gw_create_body_t create; /* owned (OP_CREATE) */
     gw_update_body_t update; /* owned (OP_UPDATE) */
     /* Create: answers once both the store call and the push-support lookup are done */
@@ -195,9 +194,7 @@ typedef struct {
 
 static api_ctx_t *ctx_new(gw_api_t *api, gw_req_t *r, op_t op)
 {
-    api_ctx_t *c = calloc(1, sizeof(*c));
-    if (!c)
-        abort();
+    api_ctx_t *c = cm_xcalloc(1, sizeof(*c));
     c->api = api;
     c->r = r;
     c->op = op;
@@ -611,7 +608,7 @@ static int check_common(gw_req_t *r, api_ctx_t *c, int need_claim)
         const char *v = gw_req_header(r, gw_correlation_headers[i]);
         if (!v)
             continue;
-        if (!gw_correlation_id_valid(v)) {
+        if (!cm_corr_id_valid(v)) {
             send_error(api, r, GW_ERR_INVALID_HEADER,
                        "Mailbox-Correlation-ID must be 1..128 visible ASCII characters");
             return -1;
@@ -696,9 +693,7 @@ static void readyz_known(void *arg)
 
 static void handle_readyz(gw_api_t *api, gw_req_t *r, const route_t *rt, const char *id)
 {
-    readyz_wait_t *w = malloc(sizeof(*w));
-    if (!w)
-        abort();
+    readyz_wait_t *w = cm_xmalloc(sizeof(*w));
     *w = (readyz_wait_t){api, r};
     int v = gw_backend_ready(api->be, gw_req_loop(r), readyz_known, w);
     if (v >= 0) {

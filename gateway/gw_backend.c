@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cm_alloc.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "cm_shard.h"
@@ -316,9 +317,7 @@ static int batch_add(gw_backend_t *be, const char *key, const gw_backend_caller_
         b = NULL;
     }
     if (!b) {
-        b = calloc(1, sizeof(*b));
-        if (!b)
-            return -1;
+        b = cm_xcalloc(1, sizeof(*b));
         b->owner = be;
         b->loop = caller->loop;
         b->shard = shard;
@@ -326,12 +325,7 @@ static int batch_add(gw_backend_t *be, const char *key, const gw_backend_caller_
     }
     bitem_t *it = &b->items[b->n];
     it->req_len = protobuf_c_message_get_packed_size(req);
-    it->req = malloc(it->req_len ? it->req_len : 1);
-    if (!it->req) {
-        if (b->n == 0)
-            free(b);
-        return -1;
-    }
+    it->req = cm_xmalloc(it->req_len ? it->req_len : 1);
     protobuf_c_message_pack(req, it->req);
     if (!tl_flush_deferred) {
         if (gw_loop_defer(caller->loop, batch_flush, NULL) != 0) {
@@ -380,9 +374,7 @@ int gw_backend_call(gw_backend_t *b, gw_backend_id_t be, const char *key,
     cm_rpc_channel_t *ch = channel_for(b, be, key);
     if (!ch)
         return -1;
-    hop_t *h = calloc(1, sizeof(*h));
-    if (!h)
-        return -1;
+    hop_t *h = cm_xcalloc(1, sizeof(*h));
     h->b = b;
     h->be = be;
     h->loop = caller->loop;
@@ -428,9 +420,7 @@ static int cache_check(cache_t *c, gw_loop_t *loop, void (*fn)(void *), void *ar
     if (gw_backend_now_ms() < c->fresh_until_ms)
         return 1;
     if (loop) {
-        waiter_t *w = calloc(1, sizeof(*w));
-        if (!w)
-            abort();
+        waiter_t *w = cm_xcalloc(1, sizeof(*w));
         w->loop = loop;
         w->fn = fn;
         w->arg = arg;
@@ -613,9 +603,7 @@ static void config_copy(gw_backend_t *b, const gw_backend_config_t *cfg)
     for (int i = 0; i < 5; i++) {
         if (!*fields[i])
             continue;
-        b->strs[i] = strdup(*fields[i]);
-        if (!b->strs[i])
-            abort();
+        b->strs[i] = cm_xstrdup(*fields[i]);
         *fields[i] = b->strs[i];
     }
 }
@@ -624,9 +612,7 @@ static void config_copy(gw_backend_t *b, const gw_backend_config_t *cfg)
 static int store_open(gw_backend_t *b, const cm_rpc_channel_opts_t *copts)
 {
     if (!b->cfg.store_shards || !*b->cfg.store_shards) {
-        b->store = calloc(1, sizeof(*b->store));
-        if (!b->store)
-            return -1;
+        b->store = cm_xcalloc(1, sizeof(*b->store));
         b->store[0] = b->ch[GW_BE_STORE];
         b->nstore = 1;
         return 0;
@@ -637,9 +623,7 @@ static int store_open(gw_backend_t *b, const cm_rpc_channel_opts_t *copts)
         return -1;
     }
     size_t n = cm_shards_count(b->shards);
-    b->store = calloc(n, sizeof(*b->store));
-    if (!b->store)
-        return -1;
+    b->store = cm_xcalloc(n, sizeof(*b->store));
     for (; b->nstore < n; b->nstore++) {
         const char *addr = cm_shards_addr(b->shards, b->nstore);
         if (cm_rpc_channel_new(addr, copts, &b->store[b->nstore]) != 0) {
@@ -655,9 +639,7 @@ int gw_backend_new(const gw_backend_config_t *cfg, gw_backend_t **out)
     int sharded = cfg && cfg->store_shards && *cfg->store_shards;
     if (!cfg || (!sharded && (!cfg->store_target || !*cfg->store_target)))
         return -1;
-    gw_backend_t *b = calloc(1, sizeof(*b));
-    if (!b)
-        return -1;
+    gw_backend_t *b = cm_xcalloc(1, sizeof(*b));
     pthread_mutex_init(&b->ready.mu, NULL);
     pthread_mutex_init(&b->push.mu, NULL);
     config_copy(b, cfg);

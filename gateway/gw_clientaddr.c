@@ -10,6 +10,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "cm_alloc.h"
+
 /* Longest text of one address with brackets and port: "[" 45 "]:" 5. */
 #define ADDR_TEXT_MAX 56
 
@@ -182,7 +184,7 @@ int gw_cidr_list_parse(const char *s, gw_cidr_list_t *out)
         size_t len = strcspn(p, ", \t");
         if (out->n == cap) {
             cap = cap ? cap * 2 : 4;
-            gw_cidr_t *v = realloc(out->v, cap * sizeof(*v));
+            gw_cidr_t *v = cm_xreallocarray(out->v, cap, sizeof(*v));
             if (!v)
                 goto fail;
             out->v = v;
@@ -350,9 +352,7 @@ void gw_client_resolve(const gw_addr_t *peer, const gw_cidr_list_t *trusted, gw_
     *client = *peer;
     if (!n || !gw_cidr_list_match(trusted, peer))
         return;
-    hops_t *h = calloc(1, sizeof(*h));
-    if (!h)
-        return; /* out of memory: the proxy itself is the client, which only limits more */
+    hops_t *h = cm_xcalloc(1, sizeof(*h));
     for (size_t i = 0; i < n; i++) {
         if (!values[i])
             continue;

@@ -6,6 +6,8 @@
 #include <event2/buffer.h>
 #include <http_parser.h>
 
+#include "cm_alloc.h"
+
 /* Buffered responses beyond which pipelined requests wait (see h1_process). */
 #define OUT_HIGH_WATER (256 * 1024)
 
@@ -32,10 +34,7 @@ static int append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
         size_t c = *cap ? *cap : 64;
         while (c < *len + n + 1)
             c *= 2;
-        char *q = realloc(*buf, c);
-        if (!q)
-            abort();
-        *buf = q;
+        *buf = cm_xrealloc(*buf, c); /* bounded by --max-header-bytes (head_too_big) */
         *cap = c;
     }
     memcpy(*buf + *len, p, n);
@@ -136,9 +135,7 @@ static int on_headers_complete(http_parser *p)
         return -1;
     }
     const char *m = http_method_str((enum http_method)p->method);
-    r->method = strdup(m);
-    if (!r->method)
-        abort();
+    r->method = cm_xstrdup(m);
     if (set_target(r, h->url ? h->url : "", h->ulen) != 0) {
         h->error = GW_ERR_BAD_REQUEST;
         return -1;
@@ -194,9 +191,7 @@ static const http_parser_settings SETTINGS = {
 
 int gw_h1_start(gw_conn_t *c)
 {
-    gw_h1_t *h = calloc(1, sizeof(*h));
-    if (!h)
-        return -1;
+    gw_h1_t *h = cm_xcalloc(1, sizeof(*h));
     http_parser_init(&h->parser, HTTP_REQUEST);
     h->parser.data = h;
     h->conn = c;

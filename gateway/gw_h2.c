@@ -7,6 +7,7 @@
 #include <event2/buffer.h>
 #include <nghttp2/nghttp2.h>
 
+#include "cm_alloc.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 
@@ -57,9 +58,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
             return 0;
         if (nlen == 7 && memcmp(name, ":method", 7) == 0) {
             free(r->method);
-            r->method = strndup((const char *)value, vlen);
-            if (!r->method)
-                abort();
+            r->method = cm_xstrndup((const char *)value, vlen);
         } else if (nlen == 5 && memcmp(name, ":path", 5) == 0) {
             if (gw_req_set_target(r, (const char *)value, vlen) != 0)
                 r->limit_err = GW_ERR_BAD_REQUEST;
@@ -77,8 +76,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     if (!r || r->dispatched)
         return 0;
     gw_req_append_body(r, data, len);
-    if (r->limit_err == GW_ERR_PAYLOAD_TOO_LARGE)
-        gw_req_dispatch(r); /* answers 413 now; the rest of the body is discarded */
+    if (r->limit_err)
+        gw_req_dispatch(r); /* answers 413 (or 500) now; the rest of the body is discarded */
     return 0;
 }
 
@@ -158,9 +157,7 @@ static void init_once(void)
 int gw_h2_start(gw_conn_t *c)
 {
     pthread_once(&g_once, init_once);
-    gw_h2_t *h = calloc(1, sizeof(*h));
-    if (!h)
-        return -1;
+    gw_h2_t *h = cm_xcalloc(1, sizeof(*h));
     h->conn = c;
     h->idle_since_ms = gw_now_ms();
     if (nghttp2_session_server_new2(&h->s, g_cbs, c, g_opt) != 0) {
@@ -270,9 +267,7 @@ void gw_h2_respond(gw_req_t *r)
     nghttp2_nv stack[16], *nva = stack;
     size_t cap = 3 + (size_t)r->nrhdrs, n = 0;
     if (cap > 16) {
-        nva = malloc(cap * sizeof(*nva));
-        if (!nva)
-            abort();
+        nva = cm_xcalloc(cap, sizeof(*nva));
     }
     nva[n++] = (nghttp2_nv)NV(":status", status, strlen(status));
     if (r->rctype)

@@ -189,7 +189,8 @@ const char *gw_req_response_header(const gw_req_t *r, const char *lname);
 const uint8_t *gw_req_response_body(const gw_req_t *r, size_t *len);
 /* Splits a request target into path and query. 0 or -1 (bad target). */
 int gw_req_set_target(gw_req_t *r, const char *target, size_t len);
-/* Appends body bytes; sets limit_err past max_body (then stores nothing more). */
+/* Appends body bytes; sets limit_err past max_body, or GW_ERR_INTERNAL (500) when the buffer
+ * cannot grow (then stores nothing more). */
 void gw_req_append_body(gw_req_t *r, const uint8_t *p, size_t len);
 /* Hands the request to the configured handler, or answers limit_err itself. */
 void gw_req_dispatch(gw_req_t *r);

@@ -10,6 +10,7 @@
 #include <cJSON.h>
 #include <openssl/sha.h>
 
+#include "cm_alloc.h"
 #include "cm_b64.h"
 
 static void set_err(gw_json_err_t *err, gw_err_t code, const char *fmt, ...)
@@ -193,7 +194,7 @@ void gw_derive_mailbox_id(const char *claim, const char *correlation_id,
 {
     static const char tag[] = "tigress-relay mailbox id v1";
     /* tag NUL claim NUL correlation id: the NULs keep the fields apart */
-    uint8_t buf[sizeof(tag) + CM_UUID_STRLEN + 1 + GW_CORRELATION_ID_MAX + 64];
+    uint8_t buf[sizeof(tag) + CM_UUID_STRLEN + 1 + CM_CORR_ID_MAX + 64];
     size_t cl = strnlen(claim, CM_UUID_STRLEN + 32), rl = strnlen(correlation_id, 192), n = 0;
     memcpy(buf, tag, sizeof(tag));
     n = sizeof(tag);
@@ -339,14 +340,6 @@ static const cJSON *get_obj(const cJSON *parent, const char *name, const char *p
     return it;
 }
 
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    if (!d)
-        abort(); /* out of memory: the process cannot serve anyway */
-    return d;
-}
-
 static int parse_payload(const cJSON *root, gw_payload_t *p, gw_json_err_t *err)
 {
     static const char *const types[] = {"AES128", "AES256", "AEAD_AES_128_GCM", "AEAD_AES_256_GCM"};
@@ -369,9 +362,12 @@ static int parse_payload(const cJSON *root, gw_payload_t *p, gw_json_err_t *err)
     if (want_str(obj, "data", "payload.data", 1, SIZE_MAX / 2, &data, err))
         return -1;
     size_t n = strlen(data);
-    uint8_t *buf = malloc(cm_b64_decoded_max(n) + 1);
-    if (!buf)
-        abort();
+    /* the size is the client's (up to --max-body): failing it fails this request only */
+    uint8_t *buf = cm_trymalloc(cm_b64_decoded_max(n) + 1);
+    if (!buf) {
+        set_err(err, GW_ERR_INTERNAL, "out of memory");
+        return -1;
+    }
     size_t outlen = 0;
     if (cm_b64_decode(CM_B64_ANY, data, n, buf, cm_b64_decoded_max(n) + 1, &outlen) != 0) {
         free(buf);
@@ -418,7 +414,7 @@ static int parse_token(const cJSON *root, int required, gw_token_t *t, gw_json_e
     }
     t->present = 1;
     snprintf(t->type, sizeof(t->type), "%s", type);
-    t->token_data = xstrdup(data);
+    t->token_data = cm_xstrdup(data);
     return 0;
 }
 
@@ -576,9 +572,9 @@ int gw_json_parse_create(const uint8_t *body, size_t len, int64_t now_ms, int64_
         parse_lifetime(cfg, now_ms, max_ttl, &out->ttl_seconds, err))
         goto fail;
 
-    out->title = xstrdup(title);
-    out->description = xstrdup(desc);
-    out->image_url = xstrdup(img);
+    out->title = cm_xstrdup(title);
+    out->description = cm_xstrdup(desc);
+    out->image_url = cm_xstrdup(img);
     cJSON_Delete(root);
     return 0;
 
@@ -634,9 +630,7 @@ static int b64url_field(const cJSON *obj, const char *name, uint8_t **out, size_
     if (get_str(obj, name, &s) != 1 || !*s)
         return -1;
     size_t n = strlen(s), cap = cm_b64_decoded_max(n) + 1;
-    uint8_t *buf = malloc(cap);
-    if (!buf)
-        abort();
+    uint8_t *buf = cm_xmalloc(cap); /* bounded by ATTESTATION_HEADER_MAX */
     if (cm_b64_decode(CM_B64_URL, s, n, buf, cap, outlen) != 0 || *outlen == 0) {
         free(buf);
         return -1;
@@ -656,9 +650,7 @@ int gw_json_parse_attestation(const char *value, uint8_t **att_obj, size_t *att_
     if (n == 0 || n > ATTESTATION_HEADER_MAX)
         return -1;
     size_t cap = cm_b64_decoded_max(n) + 1, jlen = 0;
-    uint8_t *json = malloc(cap);
-    if (!json)
-        abort();
+    uint8_t *json = cm_xmalloc(cap); /* bounded by ATTESTATION_HEADER_MAX */
     gw_json_err_t err;
     cJSON *root = NULL;
     int rc = -1;
@@ -722,7 +714,8 @@ char *gw_json_read_response(const char *title, const char *description, const ch
 {
     char exp[32];
     gw_rfc3339_format(expires_at_ms, exp);
-    char *b64 = malloc(cm_b64_encoded_size(data_len));
+    /* the size is the stored payload's: failing it fails this request only */
+    char *b64 = cm_trymalloc(cm_b64_encoded_size(data_len));
     if (!b64)
         return NULL;
     cm_b64_encode(CM_B64_STD, data, data_len, b64);

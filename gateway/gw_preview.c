@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cm_alloc.h"
+
 size_t gw_html_escape(const char *s, char *out, size_t cap)
 {
     size_t n = 0, w = 0; /* needed, written (stops at the first piece that does not fit) */
@@ -67,7 +69,7 @@ static void put(buf_t *b, const char *s, size_t n)
         size_t ncap = b->cap ? b->cap : 1024;
         while (ncap < b->len + n + 1)
             ncap *= 2;
-        char *np = realloc(b->p, ncap);
+        char *np = cm_tryrealloc(b->p, ncap);
         if (!np) {
             b->fail = 1;
             return;
@@ -88,7 +90,7 @@ static void puts_(buf_t *b, const char *s)
 static void put_esc(buf_t *b, const char *s)
 {
     size_t need = gw_html_escape(s, NULL, 0);
-    char *tmp = malloc(need + 1);
+    char *tmp = cm_trymalloc(need + 1);
     if (!tmp) {
         b->fail = 1;
         return;

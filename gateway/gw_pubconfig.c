@@ -8,6 +8,7 @@
 
 #include <cJSON.h>
 
+#include "cm_alloc.h"
 #include "gw_corr.h"
 #include "gw_json.h"
 
@@ -48,8 +49,8 @@ static cJSON *list_array(const char *s)
         s += strspn(s, ", ");
         size_t n = strcspn(s, ", ");
         if (n) {
-            char *item = strndup(s, n);
-            cJSON_AddItemToArray(a, cJSON_CreateString(item ? item : ""));
+            char *item = cm_xstrndup(s, n);
+            cJSON_AddItemToArray(a, cJSON_CreateString(item));
             free(item);
         }
         s += n;
@@ -85,7 +86,7 @@ static cJSON *build(const gw_pubconfig_t *cfg, const gw_req_t *r)
     cJSON_AddNumberToObject(lim, "imageUrlMaxBytes", GW_IMAGE_URL_MAX);
     cJSON_AddNumberToObject(lim, "tokenDataMaxBytes", GW_TOKEN_DATA_MAX);
     cJSON_AddNumberToObject(lim, "payloadMinBytes", GW_PAYLOAD_MIN);
-    cJSON_AddNumberToObject(lim, "correlationIdMaxChars", GW_CORRELATION_ID_MAX);
+    cJSON_AddNumberToObject(lim, "correlationIdMaxChars", CM_CORR_ID_MAX);
 
     cJSON_AddItemToObject(root, "payloadTypes",
                           string_array(PAYLOAD_TYPES, sizeof(PAYLOAD_TYPES) / sizeof(char *)));
@@ -151,9 +152,7 @@ static void push_known(void *arg)
 void gw_pubconfig_handle(const gw_pubconfig_t *cfg, gw_req_t *r)
 {
     /* refresh push-dispatch's provider list when stale; answer once it is known */
-    push_wait_t *w = malloc(sizeof(*w));
-    if (!w)
-        abort();
+    push_wait_t *w = cm_xmalloc(sizeof(*w));
     *w = (push_wait_t){cfg, r};
     if (gw_backend_push_supported(cfg->backend, NULL, gw_req_loop(r), push_known, w) < 0)
         return;

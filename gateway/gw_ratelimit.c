@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "cm_alloc.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "gw_clientaddr.h"
@@ -100,9 +101,7 @@ int gw_rl_new(gw_rl_t **out)
                        "--rate-limit-key-rotation-s 1..604800");
         return -1;
     }
-    gw_rl_t *rl = calloc(1, sizeof(*rl));
-    if (!rl)
-        abort();
+    gw_rl_t *rl = cm_xcalloc(1, sizeof(*rl));
     if (parse_header(rl) != 0)
         goto fail;
     if (gw_cidr_list_parse(o_exempt, &rl->exempt) != 0) {

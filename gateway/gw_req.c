@@ -5,34 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_alloc.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "gw_corr.h"
 #include "gw_int.h"
 
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n);
-    if (!q) {
-        /* Out of memory: abort rather than limp on (style guide). */
-        abort();
-    }
-    return q;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *p = xrealloc(NULL, n + 1);
-    memcpy(p, s, n);
-    p[n] = 0;
-    return p;
-}
-
 gw_req_t *gw_req_new(gw_conn_t *c, const char *protocol)
 {
-    gw_req_t *r = calloc(1, sizeof(*r));
-    if (!r)
-        abort();
+    gw_req_t *r = cm_xcalloc(1, sizeof(*r));
     gw_loop_t *l = c->loop;
     r->loop = l;
     r->conn = c;
@@ -51,9 +32,7 @@ gw_req_t *gw_req_new(gw_conn_t *c, const char *protocol)
 
 gw_req_t *gw_req_new_loopback(gw_loop_t *l, void (*on_response)(gw_req_t *r, void *arg), void *arg)
 {
-    gw_req_t *r = calloc(1, sizeof(*r));
-    if (!r)
-        abort();
+    gw_req_t *r = cm_xcalloc(1, sizeof(*r));
     r->loop = l;
     r->protocol = "loopback";
     r->start_us = gw_now_us();
@@ -79,7 +58,7 @@ void gw_req_loopback_free(gw_req_t *r)
 void gw_req_set_method(gw_req_t *r, const char *method)
 {
     free(r->method);
-    r->method = xstrndup(method, strlen(method));
+    r->method = cm_xstrndup(method, strlen(method));
 }
 
 void gw_req_detach(gw_req_t *r)
@@ -137,13 +116,13 @@ void gw_req_store_header(gw_req_t *r, const char *name, size_t nlen, const char 
     }
     if (r->nhdrs == r->caphdrs) {
         r->caphdrs = r->caphdrs ? r->caphdrs * 2 : 16;
-        r->hdrs = xrealloc(r->hdrs, (size_t)r->caphdrs * sizeof(*r->hdrs));
+        r->hdrs = cm_xrealloc(r->hdrs, (size_t)r->caphdrs * sizeof(*r->hdrs));
     }
     gw_hdr_t *h = &r->hdrs[r->nhdrs++];
-    h->name = xstrndup(name, nlen);
+    h->name = cm_xstrndup(name, nlen);
     for (size_t i = 0; i < nlen; i++)
         h->name[i] = (char)tolower((unsigned char)h->name[i]);
-    h->value = xstrndup(value, vlen);
+    h->value = cm_xstrndup(value, vlen);
 }
 
 int gw_req_set_target(gw_req_t *r, const char *t, size_t len)
@@ -156,8 +135,8 @@ int gw_req_set_target(gw_req_t *r, const char *t, size_t len)
     size_t plen = q && (size_t)(q - t) < end ? (size_t)(q - t) : end;
     free(r->path);
     free(r->query);
-    r->path = xstrndup(t, plen);
-    r->query = plen < end ? xstrndup(t + plen + 1, end - plen - 1) : xstrndup("", 0);
+    r->path = cm_xstrndup(t, plen);
+    r->query = plen < end ? cm_xstrndup(t + plen + 1, end - plen - 1) : cm_xstrndup("", 0);
     return 0;
 }
 
@@ -180,7 +159,16 @@ void gw_req_append_body(gw_req_t *r, const uint8_t *p, size_t len)
             cap *= 2;
         if (cap > max)
             cap = max;
-        r->body = xrealloc(r->body, cap);
+        /* the size is the client's (up to --max-body): failing it fails this request only */
+        uint8_t *grown = cm_tryrealloc(r->body, cap);
+        if (!grown) {
+            r->limit_err = GW_ERR_INTERNAL;
+            free(r->body);
+            r->body = NULL;
+            r->body_len = r->body_cap = 0;
+            return;
+        }
+        r->body = grown;
         r->body_cap = cap;
     }
     memcpy(r->body + r->body_len, p, len);
@@ -240,7 +228,7 @@ void gw_req_echo_correlation(gw_req_t *r)
     for (size_t i = 0; i < sizeof(gw_correlation_headers) / sizeof(gw_correlation_headers[0]);
          i++) {
         const char *v = gw_req_header(r, gw_correlation_headers[i]);
-        if (v && gw_correlation_id_valid(v))
+        if (v && cm_corr_id_valid(v))
             gw_req_add_header(r, gw_correlation_headers[i], v);
     }
 }
@@ -270,10 +258,10 @@ void gw_req_dispatch(gw_req_t *r)
     }
     r->dispatched = 1;
     if (!r->method)
-        r->method = xstrndup("GET", 3);
+        r->method = cm_xstrndup("GET", 3);
     if (!r->path) {
-        r->path = xstrndup("/", 1);
-        r->query = xstrndup("", 0);
+        r->path = cm_xstrndup("/", 1);
+        r->query = cm_xstrndup("", 0);
     }
     const gw_server_config_t *cfg = r->loop->cfg;
     cfg->handler(cfg->handler_ctx, r);
@@ -401,15 +389,15 @@ void gw_req_add_header(gw_req_t *r, const char *name, const char *value)
         return;
     if (r->nrhdrs == r->caprhdrs) {
         r->caprhdrs = r->caprhdrs ? r->caprhdrs * 2 : 8;
-        r->rhdrs = xrealloc(r->rhdrs, (size_t)r->caprhdrs * sizeof(*r->rhdrs));
+        r->rhdrs = cm_xrealloc(r->rhdrs, (size_t)r->caprhdrs * sizeof(*r->rhdrs));
     }
     gw_hdr_t *h = &r->rhdrs[r->nrhdrs++];
     size_t nlen = strlen(name);
-    h->name = xstrndup(name, nlen);
+    h->name = cm_xstrndup(name, nlen);
     /* HTTP/2 wants lower case; HTTP/1.1 does not care. */
     for (size_t i = 0; i < nlen; i++)
         h->name[i] = (char)tolower((unsigned char)h->name[i]);
-    h->value = xstrndup(value, strlen(value));
+    h->value = cm_xstrndup(value, strlen(value));
 }
 
 void gw_req_respond(gw_req_t *r, int status, const char *content_type, const void *body, size_t len)
@@ -425,10 +413,9 @@ void gw_req_respond(gw_req_t *r, int status, const char *content_type, const voi
         gw_req_maybe_free(r);
         return;
     }
-    r->rctype = content_type ? xstrndup(content_type, strlen(content_type)) : NULL;
+    r->rctype = content_type ? cm_xstrndup(content_type, strlen(content_type)) : NULL;
     if (len) {
-        r->rbody = xrealloc(NULL, len);
-        memcpy(r->rbody, body, len);
+        r->rbody = cm_xmemdup(body, len);
     }
     r->rlen = len;
     if (!c) {

@@ -9,6 +9,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "cm_alloc.h"
+
 #define WAYS 8
 #define MAX_STRIPES 64
 #define HASH_KEY_LEN 16
@@ -90,19 +92,17 @@ int gw_rltable_new(size_t entries, int64_t rotate_us, const gw_rl_rate_t rates[G
     size_t nsets = entries / WAYS;
     if (nsets == 0)
         nsets = 1;
-    gw_rltable_t *t = calloc(1, sizeof(*t));
-    if (!t)
-        return -1;
+    gw_rltable_t *t = cm_xcalloc(1, sizeof(*t));
     memcpy(t->rate, rates, sizeof(t->rate));
     t->rotate_us = rotate_us;
     t->nstripes = nsets < MAX_STRIPES ? nsets : MAX_STRIPES;
     t->sets_per_stripe = nsets / t->nstripes;
     t->key_epoch = -1;
     pthread_mutex_init(&t->key_mu, NULL);
-    t->entries = calloc(t->nstripes * t->sets_per_stripe * WAYS, sizeof(entry_t));
-    t->stripes = calloc(t->nstripes, sizeof(stripe_t));
+    t->entries = cm_xcalloc(t->nstripes * t->sets_per_stripe * WAYS, sizeof(entry_t));
+    t->stripes = cm_xcalloc(t->nstripes, sizeof(stripe_t));
     t->siphash = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
-    if (!t->entries || !t->stripes || !t->siphash)
+    if (!t->siphash)
         goto fail;
     for (size_t i = 0; i < t->nstripes; i++) {
         pthread_mutex_init(&t->stripes[i].mu, NULL);

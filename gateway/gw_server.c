@@ -16,6 +16,7 @@
 #include <event2/thread.h>
 #include <openssl/rand.h>
 
+#include "cm_alloc.h"
 #include "cm_config.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
@@ -215,11 +216,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
 gw_conn_t *gw_conn_adopt(gw_loop_t *l, struct bufferevent *bev, int tls)
 {
-    gw_conn_t *c = calloc(1, sizeof(*c));
-    if (!c) {
-        bufferevent_free(bev);
-        return NULL;
-    }
+    gw_conn_t *c = cm_xcalloc(1, sizeof(*c));
     c->loop = l;
     c->bev = bev;
     c->tls = tls;
@@ -334,9 +331,8 @@ static void post_cb(evutil_socket_t fd, short what, void *arg)
 
 static gw_post_t *post_new(gw_req_t *r, void (*fn)(void *), void *arg)
 {
-    gw_post_t *p = malloc(sizeof(*p));
-    if (p)
-        *p = (gw_post_t){.req = r, .fn = fn, .arg = arg};
+    gw_post_t *p = cm_xmalloc(sizeof(*p));
+    *p = (gw_post_t){.req = r, .fn = fn, .arg = arg};
     return p;
 }
 
@@ -418,9 +414,7 @@ int gw_loop_defer(gw_loop_t *l, void (*fn)(void *), void *arg)
 
 static gw_loop_t *loop_new(gw_server_t *s, const gw_server_config_t *cfg, int idx)
 {
-    gw_loop_t *l = calloc(1, sizeof(*l));
-    if (!l)
-        return NULL;
+    gw_loop_t *l = cm_xcalloc(1, sizeof(*l));
     l->srv = s;
     l->cfg = cfg;
     l->idx = idx;
@@ -498,9 +492,7 @@ gw_loop_t *gw_loop_new_detached(const gw_server_config_t *cfg)
 {
     if (!g_conns_detached)
         g_conns_detached = cm_metrics_gauge("gateway_test_connections", "test loops", NULL);
-    detached_t *d = calloc(1, sizeof(*d));
-    if (!d)
-        return NULL;
+    detached_t *d = cm_xcalloc(1, sizeof(*d));
     d->cfg = *cfg;
     d->loop = loop_new(NULL, &d->cfg, 0);
     if (!d->loop) {
@@ -649,10 +641,8 @@ fail:
 
 int gw_server_new(const gw_server_config_t *cfg, gw_server_t **out)
 {
-    gw_server_t *s = calloc(1, sizeof(*s));
+    gw_server_t *s = cm_xcalloc(1, sizeof(*s));
     int *fds = NULL;
-    if (!s)
-        return -1;
     s->cfg = *cfg;
     if (s->cfg.threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -677,10 +667,8 @@ int gw_server_new(const gw_server_config_t *cfg, gw_server_t **out)
             goto fail;
     }
     s->nloops = s->cfg.threads;
-    s->loops = calloc((size_t)s->nloops, sizeof(*s->loops));
-    fds = calloc((size_t)s->nloops, sizeof(int));
-    if (!s->loops || !fds)
-        goto fail;
+    s->loops = cm_xcalloc((size_t)s->nloops, sizeof(*s->loops));
+    fds = cm_xcalloc((size_t)s->nloops, sizeof(int));
     for (int i = 0; i < s->nloops; i++) {
         s->loops[i] = loop_new(s, &s->cfg, i);
         if (!s->loops[i])

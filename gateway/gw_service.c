@@ -7,23 +7,26 @@
 
 #include <event2/thread.h>
 
-#include "cm_admin.h"
+#include "cm_alloc.h"
 #include "cm_log.h"
-#include "cm_rpc.h"
+#include "cm_service.h"
 #include "gw_server.h"
 
-static const char *o_log_level, *o_ready_file, *o_admin_listen, *o_http_listen, *o_https_listen,
-    *o_tls_cert, *o_tls_key;
+/* The process skeleton (signals, options, logging, gRPC, admin port, ready file, stop signal)
+ * is common/cm_service, shared with the other services; this layer adds the server core's
+ * options, its event loops in place of a gRPC server and the drain. */
+static cm_service_t S;
+static const char *o_http_listen, *o_https_listen, *o_tls_cert, *o_tls_key;
 static int64_t o_threads, o_max_body, o_max_header_bytes, o_max_headers, o_max_streams, o_idle_ms,
     o_request_ms, o_max_conns, o_max_resets, o_drain_ms;
 static int o_access_log;
 
 static cm_opt_t CORE_OPTS[] = {
-    {"log-level", CM_OPT_STR, "info", "debug, info, warn or error", &o_log_level},
+    {"log-level", CM_OPT_STR, "info", "debug, info, warn or error", &S.log_level},
     {"ready-file", CM_OPT_STR, NULL, "write the bound ports as JSON here once listening",
-     &o_ready_file},
+     &S.ready_file},
     {"admin-listen", CM_OPT_STR, "127.0.0.1:9100", "admin HTTP (/metrics /healthz /readyz)",
-     &o_admin_listen},
+     &S.admin_listen},
     {"http-listen", CM_OPT_STR, "127.0.0.1:8080",
      "cleartext listener (h2c prior knowledge and HTTP/1.1); empty = none", &o_http_listen},
     {"https-listen", CM_OPT_STR, "127.0.0.1:8443", "TLS listener (ALPN h2, http/1.1)",
@@ -64,20 +67,22 @@ static int check_range(const char *prog, const char *name, int64_t v, int64_t lo
     return 0;
 }
 
-/* Parses the core's and the application's options. 0, 1 (--help: exit 0) or -1 (exit 2). */
+/* Parses the core's and the application's options and sets up logging (cm_service_init: the
+ * signals are blocked first). 0, 1 (--help: exit 0) or -1 (exit 2). */
 static int parse_options(const gw_service_t *svc, int argc, char **argv)
 {
     size_t ncore = sizeof(CORE_OPTS) / sizeof(CORE_OPTS[0]);
-    cm_opt_t *opts = calloc(ncore + svc->nopts, sizeof(*opts));
-    if (!opts)
-        abort();
+    cm_opt_t *opts = cm_xcalloc(ncore + svc->nopts, sizeof(*opts));
     memcpy(opts, CORE_OPTS, sizeof(CORE_OPTS));
     if (svc->nopts)
         memcpy(opts + ncore, svc->opts, svc->nopts * sizeof(*opts));
-    int rc = cm_config_parse(svc->name, svc->summary, opts, ncore + svc->nopts, argc, argv, NULL);
+    S.name = svc->name;
+    S.summary = svc->summary;
+    S.ready = admin_ready;
+    int rc = cm_service_init(&S, opts, ncore + svc->nopts, argc, argv, NULL);
     free(opts);
-    if (rc != 0)
-        return rc > 0 ? 1 : -1;
+    if (rc != CM_SERVICE_RUN)
+        return rc == CM_SERVICE_HELP ? 1 : -1;
     const char *p = svc->name;
     if (check_range(p, "threads", o_threads, 0, 256) ||
         check_range(p, "max-body", o_max_body, 0, 1 << 30) ||
@@ -101,33 +106,22 @@ static int threads_wanted(void)
     return n > 0 ? (int)n : 1;
 }
 
-static void write_ready(gw_server_t *srv, int admin_port, int have_admin)
+/* The ready file's ports: http_port, https_port (with a TLS listener), then admin_port. */
+static void ready_ports(gw_server_t *srv, cm_service_port_t ports[3])
 {
-    char ready[160];
-    int n = snprintf(ready, sizeof(ready), "{\"http_port\":%d", gw_server_http_port(srv));
+    size_t n = 0;
+    ports[n++] = (cm_service_port_t){"http_port", gw_server_http_port(srv)};
     if (gw_server_https_port(srv))
-        n += snprintf(ready + n, sizeof(ready) - (size_t)n, ",\"https_port\":%d",
-                      gw_server_https_port(srv));
-    if (have_admin)
-        n += snprintf(ready + n, sizeof(ready) - (size_t)n, ",\"admin_port\":%d", admin_port);
-    snprintf(ready + n, sizeof(ready) - (size_t)n, "}");
-    if (cm_config_write_ready(o_ready_file, ready) != 0)
-        CM_ERROR(NULL, "cannot write the ready file %s", o_ready_file);
+        ports[n++] = (cm_service_port_t){"https_port", gw_server_https_port(srv)};
+    ports[n] = (cm_service_port_t){NULL, 0};
 }
 
 int gw_service_main(const gw_service_t *svc, int argc, char **argv)
 {
-    cm_rpc_signals_block();
     int rc = parse_options(svc, argc, argv);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
-    cm_log_level_t lvl;
-    if (cm_log_level_parse(o_log_level, &lvl) != 0) {
-        fprintf(stderr, "%s: bad --log-level %s\n", svc->name, o_log_level);
-        return 2;
-    }
-    cm_log_init(svc->name, lvl);
-    cm_rpc_init();
+    cm_service_rpc_init(&S); /* the backends' gRPC channels */
     evthread_use_pthreads();
 
     gw_server_config_t cfg = {
@@ -147,8 +141,7 @@ int gw_service_main(const gw_service_t *svc, int argc, char **argv)
         .access_log = o_access_log,
     };
     gw_server_t *srv = NULL;
-    cm_admin_t *admin = NULL;
-    int admin_port = 0, exit_code = 1, started = 0;
+    int exit_code = 1, started = 0;
     if (svc->start(svc->app, cfg.threads, &cfg.handler, &cfg.handler_ctx) != 0) {
         CM_ERROR(NULL, "cannot start the request handler");
         goto out;
@@ -156,19 +149,18 @@ int gw_service_main(const gw_service_t *svc, int argc, char **argv)
     started = 1;
     if (gw_server_new(&cfg, &srv) != 0)
         goto out;
-    if (o_admin_listen && *o_admin_listen &&
-        cm_admin_start(o_admin_listen, admin_ready, srv, &admin, &admin_port) != 0) {
-        CM_ERROR(NULL, "cannot start the admin listener on %s", o_admin_listen);
-        goto out;
-    }
+    S.ready_arg = srv;
     if (gw_server_start(srv) != 0)
         goto out;
-    write_ready(srv, admin_port, admin != NULL);
+    cm_service_port_t ports[3];
+    ready_ports(srv, ports);
+    if (cm_service_ready(&S, ports) != 0)
+        goto out;
     CM_INFO(NULL, "%s listening: http %d, https %d, admin %d, %d loops", svc->name,
-            gw_server_http_port(srv), gw_server_https_port(srv), admin_port,
+            gw_server_http_port(srv), gw_server_https_port(srv), cm_service_admin_port(&S),
             gw_server_threads(srv));
 
-    int sig = cm_rpc_signals_wait(NULL, NULL);
+    int sig = cm_service_wait(&S, NULL, NULL);
     CM_INFO(NULL, "signal %d: draining", sig);
     int forced = gw_server_drain(srv, (int)o_drain_ms);
     CM_INFO(NULL, "stopped%s", forced ? " (some connections closed at the drain timeout)" : "");
@@ -181,8 +173,6 @@ out:
     gw_server_free(srv);
     if (started && svc->destroy)
         svc->destroy(svc->app);
-    if (admin)
-        cm_admin_stop(admin);
-    cm_rpc_shutdown();
+    cm_service_end(&S); /* admin listener (its /readyz stopped asking srv at the signal), gRPC */
     return exit_code;
 }

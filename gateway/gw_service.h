@@ -1,7 +1,10 @@
-/* gw_service: runs a gateway-style process around a request handler: the server core's
- * command-line options (listeners, TLS, limits, drain), logging, the admin listener, the ready
- * file, SIGTERM/SIGINT with a graceful drain. The gateway's main.c runs the public API with
- * it; tests/gateway-core runs a test handler with it, so both exercise the same process. */
+/* gw_service: runs a gateway-style process around a request handler. It is the shared service
+ * skeleton common/cm_service (signals blocked before any thread, options, logging, gRPC for the
+ * backends, the admin listener, the ready file, the wait for SIGTERM/SIGINT) plus what only the
+ * gateway has: the server core's options (listeners, TLS, limits, drain), its event loops in
+ * place of a gRPC server, http_port/https_port in the ready file, /readyz following the core's
+ * accepting state, and the graceful drain. The gateway's main.c runs the public API with it;
+ * tests/gateway-core runs a test handler with it, so both exercise the same process. */
 #ifndef GW_SERVICE_H
 #define GW_SERVICE_H
 

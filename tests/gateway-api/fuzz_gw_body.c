@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         gw_rfc3339_format(ms, out);
     }
     gw_media_type_is_json(s);
-    gw_correlation_id_valid(s);
+    cm_corr_id_valid(s);
     free(s);
     return 0;
 }

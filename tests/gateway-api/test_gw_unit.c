@@ -611,19 +611,19 @@ static void media_type_and_correlation(void **state)
     assert_false(gw_media_type_is_json("application/x-www-form-urlencoded"));
     assert_false(gw_media_type_is_json("multipart/form-data; boundary=x"));
 
-    assert_true(gw_correlation_id_valid("3b241101-e2bb-4255-8caf-4136c566a962"));
-    assert_true(gw_correlation_id_valid("x"));
-    assert_false(gw_correlation_id_valid(""));
-    assert_false(gw_correlation_id_valid("a b"));
-    assert_false(gw_correlation_id_valid("a\x7f"));
-    assert_false(gw_correlation_id_valid("\xc3\xa9"));
+    assert_true(cm_corr_id_valid("3b241101-e2bb-4255-8caf-4136c566a962"));
+    assert_true(cm_corr_id_valid("x"));
+    assert_false(cm_corr_id_valid(""));
+    assert_false(cm_corr_id_valid("a b"));
+    assert_false(cm_corr_id_valid("a\x7f"));
+    assert_false(cm_corr_id_valid("\xc3\xa9"));
     char long_id[200];
     memset(long_id, 'a', 128);
     long_id[128] = '\0';
-    assert_true(gw_correlation_id_valid(long_id));
+    assert_true(cm_corr_id_valid(long_id));
     long_id[128] = 'a';
     long_id[129] = '\0';
-    assert_false(gw_correlation_id_valid(long_id));
+    assert_false(cm_corr_id_valid(long_id));
 }
 
 static void preview(void **state)
