@@ -10,6 +10,7 @@
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "cm_shard.h"
+#include "cm_time.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "tigress/mailbox/v1/mailbox_store.pb-c.h"
 #include "tigress/push/v1/push_dispatch.pb-c.h"
@@ -60,9 +61,7 @@ static const char *const push_types[] = {"com.apple.apns", "com.google.fcm", "we
 
 int64_t gw_backend_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return cm_time_mono_ms();
 }
 
 /* Answers about the request (unknown id, wrong claim, bad field) are the backend working as

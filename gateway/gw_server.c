@@ -20,6 +20,7 @@
 #include "cm_config.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
+#include "cm_time.h"
 #include "gw_int.h"
 #include "gw_tls.h"
 
@@ -52,9 +53,7 @@ static cm_gauge_t *g_conns_detached;
 
 long long gw_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return cm_time_mono_ms();
 }
 
 long long gw_now_us(void)

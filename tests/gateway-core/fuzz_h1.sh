@@ -24,7 +24,7 @@ clang -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=undefined -I"$gw" -I"$src/common" \
   $(pkg-config --cflags libnghttp2 libevent openssl) \
   "${core[@]}" "$src/common/cm_log.c" "$src/common/cm_metrics.c" "$src/common/cm_config.c" \
-  "$src/common/cm_alloc.c" "$src/common/cm_corr.c" \
+  "$src/common/cm_alloc.c" "$src/common/cm_corr.c" "$src/common/cm_time.c" \
   "$src/tests/gateway-core/fuzz_h1.c" -o "$out/fuzz_h1" \
   -lhttp_parser $(pkg-config --libs libnghttp2 libevent_core libevent_openssl libevent_pthreads openssl) \
   -lpthread -lm
