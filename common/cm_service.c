@@ -104,13 +104,18 @@ int cm_service_serving(const cm_service_t *svc)
     return atomic_load(&((cm_service_t *)svc)->_serving);
 }
 
-void cm_service_end(cm_service_t *svc)
+void cm_service_admin_stop(cm_service_t *svc)
 {
     atomic_store(&svc->_serving, 0);
     if (svc->_admin) {
         cm_admin_stop(svc->_admin);
         svc->_admin = NULL;
     }
+}
+
+void cm_service_end(cm_service_t *svc)
+{
+    cm_service_admin_stop(svc);
     if (svc->_rpc_up) {
         cm_rpc_shutdown();
         svc->_rpc_up = 0;

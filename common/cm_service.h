@@ -100,6 +100,10 @@ int cm_service_wait(cm_service_t *svc, void (*on_usr1)(void *arg), void *arg);
 /* 1 between cm_service_ready and the stop signal. Thread-safe. */
 int cm_service_serving(const cm_service_t *svc);
 
+/* Stops the admin listener now rather than in cm_service_end: for a service whose |ready| check
+ * reads state it frees before gRPC may shut down (the gateway's server core). Idempotent. */
+void cm_service_admin_stop(cm_service_t *svc);
+
 /* Stops the admin listener and, after cm_service_rpc_init, shuts gRPC down: call last, after
  * every server and channel is gone. Safe after a failed or partial start. */
 void cm_service_end(cm_service_t *svc);

@@ -170,9 +170,10 @@ out:
      * still be posted there */
     if (started && svc->stop)
         svc->stop(svc->app);
+    cm_service_admin_stop(&S); /* its /readyz asks srv: gone before srv goes */
     gw_server_free(srv);
     if (started && svc->destroy)
         svc->destroy(svc->app);
-    cm_service_end(&S); /* admin listener (its /readyz stopped asking srv at the signal), gRPC */
+    cm_service_end(&S); /* gRPC, last: the backends' channels are gone */
     return exit_code;
 }
