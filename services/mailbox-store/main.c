@@ -7,14 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
-#include "cm_admin.h"
 #include "cm_config.h"
+#include "cm_fs.h"
 #include "cm_log.h"
 #include "cm_rpc.h"
 #include "cm_seal.h"
+#include "cm_service.h"
 #include "ms_core.h"
 #include "ms_dump.h"
 #include "ms_engine.h"
@@ -23,8 +23,8 @@
 #include "ms_sweeper.h"
 
 typedef struct {
-    const char *listen, *admin_listen, *engine, *data_dir, *database_url_file, *claim_key_file,
-        *token_key_file, *push_target, *lb_policy, *log_level, *ready_file;
+    const char *listen, *engine, *data_dir, *database_url_file, *claim_key_file, *token_key_file,
+        *push_target, *lb_policy;
     int64_t max_ttl, workers, sweep_interval_ms, sweep_batch, drain_timeout_ms, drain_delay_ms,
         push_timeout_ms, db_pool_size, db_statement_timeout_ms;
     int sync, dump;
@@ -42,22 +42,6 @@ typedef struct {
     _Atomic int draining;
     _Atomic int healthy;
 } app_t;
-
-static int mkdir_p(const char *path)
-{
-    char tmp[1024];
-    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-        return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
-}
 
 static void on_health(void *arg, int healthy)
 {
@@ -139,15 +123,17 @@ static int check_config(const config_t *c)
     return 0;
 }
 
-/* Reads flags and environment into |c|. 0 to run, 1 to exit 0 (--help), 2 on bad input. */
-static int parse_config(config_t *cfg, int argc, char **argv)
+/* Reads flags and environment into |cfg| and |svc| (logging is set up from here on). Returns a
+ * cm_service_init result: CM_SERVICE_RUN, CM_SERVICE_HELP or CM_SERVICE_USAGE (also for a
+ * contradictory configuration, logged). */
+static int parse_config(config_t *cfg, cm_service_t *svc, int argc, char **argv)
 {
     config_t c;
     cm_opt_t opts[] = {
         {"listen", CM_OPT_STR, "127.0.0.1:7001", "gRPC listen address (port 0: any free port)",
          &c.listen},
         {"admin-listen", CM_OPT_STR, "127.0.0.1:9101", "admin HTTP (/metrics /healthz /readyz)",
-         &c.admin_listen},
+         &svc->admin_listen},
         {"engine", CM_OPT_STR, "rocksdb",
          "storage engine: rocksdb (embedded, one process per data directory) or postgres "
          "(shared database, any number of replicas)",
@@ -196,27 +182,18 @@ static int parse_config(config_t *cfg, int argc, char **argv)
          "on SIGTERM, answer health checks NOT_SERVING but keep serving this long before closing "
          "the listener (lets Kubernetes take the pod out of its endpoints first)",
          &c.drain_delay_ms},
-        {"log-level", CM_OPT_STR, "info", "debug, info, warn or error", &c.log_level},
+        {"log-level", CM_OPT_STR, "info", "debug, info, warn or error", &svc->log_level},
         {"ready-file", CM_OPT_STR, NULL,
-         "write {\"grpc_port\":..,\"admin_port\":..} here once listening", &c.ready_file},
+         "write {\"grpc_port\":..,\"admin_port\":..} here once listening", &svc->ready_file},
         {"dump", CM_OPT_BOOL, "0",
          "rocksdb engine: print every key of <data-dir>/db as JSON lines (read-only) and exit",
          &c.dump},
     };
-    int rc = cm_config_parse("mailbox-store",
-                             "Mailbox store of the Tigress relay: mailboxes, device binding, "
-                             "idempotency and expiry on RocksDB or PostgreSQL, served over gRPC.",
-                             opts, sizeof(opts) / sizeof(opts[0]), argc, argv, NULL);
+    int rc = cm_service_init(svc, opts, sizeof(opts) / sizeof(opts[0]), argc, argv, NULL);
     *cfg = c;
-    if (rc != 0)
-        return rc > 0 ? 1 : 2;
-    cm_log_level_t level;
-    if (cm_log_level_parse(c.log_level, &level) != 0) {
-        fprintf(stderr, "mailbox-store: --log-level must be debug, info, warn or error\n");
-        return 2;
-    }
-    cm_log_init("mailbox-store", level);
-    return check_config(cfg);
+    if (rc != CM_SERVICE_RUN)
+        return rc;
+    return check_config(cfg) == 0 ? CM_SERVICE_RUN : CM_SERVICE_USAGE;
 }
 
 /* Loads the key ring |path|, or without it (development) <data_dir>/<dev_name>, generated on
@@ -249,7 +226,7 @@ static int open_storage(const config_t *c, app_t *app, ms_outbox_t *ob)
                                   .pool_size = (int)c->db_pool_size,
                                   .statement_timeout_ms = c->db_statement_timeout_ms}};
     ms_engine_kind_parse(c->engine, &eo.kind); /* checked by check_config */
-    if (eo.kind == MS_ENGINE_ROCKSDB && mkdir_p(c->data_dir) != 0) {
+    if (eo.kind == MS_ENGINE_ROCKSDB && cm_fs_mkdir_p(c->data_dir, 0700) != 0) {
         CM_ERROR(NULL, "cannot create data dir %s: %s", c->data_dir, strerror(errno));
         return -1;
     }
@@ -274,13 +251,13 @@ static int open_storage(const config_t *c, app_t *app, ms_outbox_t *ob)
 }
 
 /* Serves until SIGTERM/SIGINT. Returns the exit code. */
-static int serve(const config_t *c, app_t *app, ms_outbox_t *ob, ms_sweeper_t **sw,
-                 cm_admin_t **admin)
+static int serve(const config_t *c, cm_service_t *svc, app_t *app, ms_outbox_t *ob,
+                 ms_sweeper_t **sw)
 {
     cm_rpc_server_opts_t ro = {.listen = c->listen,
                                .workers = (int)c->workers,
                                .drain_timeout_ms = (int)c->drain_timeout_ms};
-    int port = 0, admin_port = 0;
+    int port = 0;
     if (cm_rpc_server_new(&ro, &app->srv) != 0 || ms_service_register(app->srv, app->core) != 0) {
         CM_ERROR(NULL, "cannot set up the gRPC server");
         return 1;
@@ -291,10 +268,6 @@ static int serve(const config_t *c, app_t *app, ms_outbox_t *ob, ms_sweeper_t **
     cm_rpc_server_set_health(app->srv, MS_SERVICE_NAME, healthy);
     if (cm_rpc_server_start(app->srv, &port) != 0) {
         CM_ERROR(NULL, "cannot listen on %s", c->listen);
-        return 1;
-    }
-    if (cm_admin_start(c->admin_listen, is_ready, app, admin, &admin_port) != 0) {
-        CM_ERROR(NULL, "cannot start the admin listener on %s", c->admin_listen);
         return 1;
     }
     ms_sweeper_opts_t swo = {.core = app->core,
@@ -314,15 +287,12 @@ static int serve(const config_t *c, app_t *app, ms_outbox_t *ob, ms_sweeper_t **
     } else {
         CM_INFO(NULL, "no --push-target: notifications stay in the outbox");
     }
-    char ready[128];
-    snprintf(ready, sizeof(ready), "{\"grpc_port\":%d,\"admin_port\":%d}", port, admin_port);
-    if (cm_config_write_ready(c->ready_file, ready) != 0) {
-        CM_ERROR(NULL, "cannot write the ready file");
+    cm_service_port_t ports[] = {{"grpc_port", port}, {NULL, 0}};
+    if (cm_service_ready(svc, ports) != 0)
         return 1;
-    }
-    CM_INFO(NULL, "serving on port %d (admin %d), engine %s, %d workers", port, admin_port,
-            app->eng->ops->name, (int)c->workers);
-    int sig = cm_rpc_signals_wait(NULL, NULL);
+    CM_INFO(NULL, "serving on port %d (admin %d), engine %s, %d workers", port,
+            cm_service_admin_port(svc), app->eng->ops->name, (int)c->workers);
+    int sig = cm_service_wait(svc, NULL, NULL);
     CM_INFO(NULL, "signal %d: draining", sig);
     begin_drain(app);
     if (c->drain_delay_ms > 0) {
@@ -333,45 +303,54 @@ static int serve(const config_t *c, app_t *app, ms_outbox_t *ob, ms_sweeper_t **
     return 0;
 }
 
+/* --dump: prints the RocksDB data directory and exits; no gRPC, no listener. */
+static int dump_data_dir(const config_t *c)
+{
+    char db_path[1100], err[512];
+    snprintf(db_path, sizeof(db_path), "%s/db", c->data_dir);
+    if (ms_dump(db_path, stdout, err, sizeof(err)) < 0) {
+        fprintf(stderr, "mailbox-store: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+static cm_service_t svc = {
+    .name = "mailbox-store",
+    .summary = "Mailbox store of the Tigress relay: mailboxes, device binding, idempotency and "
+               "expiry on RocksDB or PostgreSQL, served over gRPC.",
+    .ready = is_ready,
+};
+
 int main(int argc, char **argv)
 {
-    cm_rpc_signals_block();
     config_t c;
-    int rc = parse_config(&c, argc, argv);
-    if (rc != 0)
-        return rc == 1 ? 0 : 2;
-    if (c.dump) {
-        char db_path[1100], err[512];
-        snprintf(db_path, sizeof(db_path), "%s/db", c.data_dir);
-        if (ms_dump(db_path, stdout, err, sizeof(err)) < 0) {
-            fprintf(stderr, "mailbox-store: %s\n", err);
-            return 1;
-        }
-        return 0;
-    }
-    cm_rpc_init();
-    int exit_code = 1;
     app_t app = {.healthy = 1};
+    int rc = parse_config(&c, &svc, argc, argv);
+    if (rc != CM_SERVICE_RUN)
+        return cm_service_exit_code(rc);
+    if (c.dump)
+        return dump_data_dir(&c);
+    svc.ready_arg = &app;
+    cm_service_rpc_init(&svc);
+    int exit_code = 1;
     pthread_mutex_init(&app.health_mu, NULL);
     ms_outbox_t *ob = ms_outbox_new();
     ms_sweeper_t *sw = NULL;
-    cm_admin_t *admin = NULL;
     if (open_storage(&c, &app, ob) == 0)
-        exit_code = serve(&c, &app, ob, &sw, &admin);
+        exit_code = serve(&c, &svc, &app, ob, &sw);
     begin_drain(&app);
     if (app.srv)
         cm_rpc_server_stop(app.srv); /* NOT_SERVING, stop accepting, drain in-flight calls */
     ms_outbox_del(ob);
     ms_sweeper_stop(sw);
-    if (admin)
-        cm_admin_stop(admin);
     cm_rpc_server_del(app.srv);
     ms_core_del(app.core);
     ms_engine_close(app.eng);
     cm_seal_ring_free(app.claim_ring);
     cm_seal_ring_free(app.token_ring);
     pthread_mutex_destroy(&app.health_mu);
-    cm_rpc_shutdown();
+    cm_service_end(&svc);
     if (exit_code == 0)
         CM_INFO(NULL, "stopped");
     return exit_code;

@@ -6,6 +6,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "cm_alloc.h"
+#include "cm_corr.h"
+#include "cm_time.h"
 #include "cm_seal.h"
 #include "cm_uuid.h"
 #include "ms_engine.h"
@@ -76,28 +79,17 @@ static ms_err_t storage_fail(ms_detail_t *d, ms_err_t e)
     return fail(d, e, "storage error (%s)", ms_err_name(e));
 }
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
 static int64_t realtime_ms(void *arg)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    (void)arg;
+    return cm_time_wall_ms();
 }
 
 ms_err_t ms_core_new(const ms_core_opts_t *o, ms_core_t **out)
 {
     if (!o->engine || (!o->claim_ring && (!o->claim_key || o->claim_key_len != CM_SEAL_KEY_LEN)))
         return MS_ERR_INVALID;
-    ms_core_t *c = calloc(1, sizeof(*c));
-    if (!c)
-        abort();
+    ms_core_t *c = cm_xcalloc(1, sizeof(*c));
     c->eng = o->engine;
     if ((!o->claim_ring && cm_seal_ring_from_key(1, o->claim_key, &c->own_claims) != CM_SEAL_OK) ||
         (!o->token_ring && cm_seal_ring_from_key(1, NULL, &c->own_tokens) != CM_SEAL_OK)) {
@@ -152,10 +144,10 @@ ms_err_t ms_core_token_seal(ms_core_t *c, const char *mailbox_id, ms_blob_t plai
 {
     *len = 0;
     if (plain.n == 0) {
-        *out = xmalloc(0);
+        *out = cm_xmalloc(0);
         return MS_OK;
     }
-    *out = xmalloc(cm_seal_sealed_len(plain.n));
+    *out = cm_xmalloc(cm_seal_sealed_len(plain.n));
     if (cm_seal_encrypt(c->tokens, mailbox_id, strlen(mailbox_id), plain.p, plain.n, *out) !=
         CM_SEAL_OK) {
         free(*out);
@@ -170,7 +162,7 @@ ms_err_t ms_core_token_open(ms_core_t *c, const char *mailbox_id, ms_blob_t seal
                             size_t *len)
 {
     *len = 0;
-    *out = xmalloc(sealed.n);
+    *out = cm_xmalloc(sealed.n);
     if (sealed.n == 0)
         return MS_OK;
     /* Written in clear by a version before sealing: tokens are text, so their first byte is
@@ -219,10 +211,16 @@ static ms_err_t check_claim(ms_core_t *c, const char *claim, uint8_t h[MS_HASH_L
     return MS_OK;
 }
 
+_Static_assert(CM_CORR_ID_MAX <= MS_MAX_CORR_LEN, "a valid correlation id fits a stored record");
+
+/* Empty: the call is not idempotent. Otherwise the shared rule (cm_corr.h), which also keeps
+ * every stored id within MS_MAX_CORR_LEN. */
 static ms_err_t check_corr(const char *corr, ms_detail_t *d)
 {
-    if (strlen(S(corr)) > MS_MAX_CORR_LEN)
-        return fail(d, MS_ERR_INVALID, "correlation_id is too long");
+    if (*S(corr) && !cm_corr_id_valid(corr))
+        return fail(d, MS_ERR_INVALID,
+                    "correlation_id must be 1..%d visible ASCII characters (or empty)",
+                    CM_CORR_ID_MAX);
     return MS_OK;
 }
 
@@ -559,7 +557,7 @@ static void pack_init(pack_t *pk, const ms_blob_t *const *b, size_t n)
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += b[i]->n + 1;
-    pk->mem = pk->p = xmalloc(total);
+    pk->mem = pk->p = cm_xmalloc(total);
 }
 
 static const char *pack_str(pack_t *pk, ms_blob_t b)
@@ -821,7 +819,7 @@ ms_err_t ms_core_sweep(ms_core_t *c, size_t batch, size_t *deleted, int *more)
 
 static char *dupz(ms_blob_t b)
 {
-    char *s = xmalloc(b.n + 1);
+    char *s = cm_xmalloc(b.n + 1);
     if (b.n)
         memcpy(s, b.p, b.n);
     s[b.n] = '\0';

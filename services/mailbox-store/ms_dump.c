@@ -6,15 +6,14 @@
 #include <cJSON.h>
 #include <rocksdb/c.h>
 
+#include "cm_alloc.h"
 #include "cm_seal.h"
 #include "ms_keys.h"
 #include "ms_record.h"
 
 static void add_blob(cJSON *o, const char *name, const ms_blob_t *b)
 {
-    char *s = strndup(b->n ? (const char *)b->p : "", b->n);
-    if (!s)
-        abort();
+    char *s = cm_xstrndup(b->n ? (const char *)b->p : "", b->n);
     cJSON_AddStringToObject(o, name, s);
     free(s);
 }

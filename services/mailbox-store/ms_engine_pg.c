@@ -12,6 +12,8 @@
 
 #include <libpq-fe.h>
 
+#include "cm_alloc.h"
+#include "cm_time.h"
 #include "cm_log.h"
 
 #define BACKOFF_MIN_MS 50
@@ -70,20 +72,6 @@ struct ms_txn {
     size_t record_len;
     ms_err_t fail; /* first failure; every later call returns it (the txn is aborted) */
 };
-
-static int64_t realtime_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- statements ------------------------------------------------------------------------------ */
 
@@ -157,7 +145,7 @@ static PGresult *wait_result(PGconn *c, int64_t deadline_ms, int *timed_out)
 {
     int cancelled = 0;
     while (PQisBusy(c)) {
-        int64_t now = mono_ms();
+        int64_t now = cm_time_mono_ms();
         if (now >= deadline_ms) {
             if (cancelled) {
                 *timed_out = 1;
@@ -187,7 +175,7 @@ static PGresult *wait_result(PGconn *c, int64_t deadline_ms, int *timed_out)
 static ms_err_t exec(pg_engine_t *e, PGconn *c, const char *sql, const params_t *p, PGresult **out,
                      const char *what)
 {
-    int64_t deadline = mono_ms() + e->stmt_timeout_ms + CLIENT_MARGIN_MS;
+    int64_t deadline = cm_time_mono_ms() + e->stmt_timeout_ms + CLIENT_MARGIN_MS;
     int timed_out = 0;
     if (!PQsendQueryParams(c, sql, p ? p->n : 0, NULL, p ? p->vals : NULL, p ? p->lens : NULL,
                            p ? p->fmts : NULL, 1))
@@ -244,9 +232,7 @@ static int get_int4(const PGresult *r, int row, int col)
 static uint8_t *dup_col(const PGresult *r, int row, int col, size_t *len)
 {
     size_t n = (size_t)PQgetlength(r, row, col);
-    uint8_t *b = malloc(n ? n : 1);
-    if (!b)
-        abort();
+    uint8_t *b = cm_xmalloc(n);
     memcpy(b, PQgetvalue(r, row, col), n);
     *len = n;
     return b;
@@ -318,7 +304,7 @@ static ms_err_t migrate_once(pg_engine_t *e, PGconn *c, int *found)
             err = exec_simple(e, c, MIGRATIONS[v][i], "migrate");
         params_t p = {.n = 0};
         p_int(&p, v + 1);
-        p_int(&p, realtime_ms());
+        p_int(&p, cm_time_wall_ms());
         if (err == MS_OK)
             err = exec(e, c,
                        "INSERT INTO ms_schema_version (version, applied_at_ms) VALUES ($1, $2) "
@@ -409,14 +395,7 @@ static void release(pg_engine_t *e, slot_t *s);
  * connection was already open (it may have died meanwhile). */
 static ms_err_t acquire(pg_engine_t *e, slot_t **out, int *reused)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += e->stmt_timeout_ms / 1000;
-    until.tv_nsec += (e->stmt_timeout_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    int64_t until = cm_time_mono_ms() + e->stmt_timeout_ms;
     slot_t *s = NULL;
     pthread_mutex_lock(&e->mu);
     for (;;) {
@@ -427,7 +406,10 @@ static ms_err_t acquire(pg_engine_t *e, slot_t **out, int *reused)
                     s = &e->slots[i];
             }
         }
-        if (s || pthread_cond_timedwait(&e->freed, &e->mu, &until) == ETIMEDOUT)
+        if (s)
+            break;
+        int64_t left = until - cm_time_mono_ms();
+        if (left <= 0 || cm_cond_wait_ms(&e->freed, &e->mu, left) == ETIMEDOUT)
             break;
     }
     if (!s) {
@@ -436,7 +418,7 @@ static ms_err_t acquire(pg_engine_t *e, slot_t **out, int *reused)
         return MS_ERR_UNAVAILABLE;
     }
     s->busy = 1;
-    int may_connect = mono_ms() >= e->next_connect_ms;
+    int may_connect = cm_time_mono_ms() >= e->next_connect_ms;
     pthread_mutex_unlock(&e->mu);
     *reused = s->conn != NULL;
     if (!s->conn && may_connect)
@@ -451,7 +433,7 @@ static ms_err_t acquire(pg_engine_t *e, slot_t **out, int *reused)
         e->backoff_ms = e->backoff_ms ? e->backoff_ms * 2 : BACKOFF_MIN_MS;
         if (e->backoff_ms > BACKOFF_MAX_MS)
             e->backoff_ms = BACKOFF_MAX_MS;
-        e->next_connect_ms = mono_ms() + e->backoff_ms;
+        e->next_connect_ms = cm_time_mono_ms() + e->backoff_ms;
         pthread_mutex_unlock(&e->mu);
     }
     if (err != MS_OK) {
@@ -523,9 +505,7 @@ static ms_err_t txn_get_record(ms_txn_t *t, uint8_t **blob, size_t *len)
         return err;
     if (!t->visible)
         return MS_ERR_NOT_FOUND;
-    *blob = malloc(t->record_len ? t->record_len : 1);
-    if (!*blob)
-        abort();
+    *blob = cm_xmalloc(t->record_len);
     memcpy(*blob, t->record, t->record_len);
     *len = t->record_len;
     return MS_OK;
@@ -576,9 +556,7 @@ static ms_err_t txn_put_record(ms_txn_t *t, int64_t expires_ms, const uint8_t *b
     t->row_in_db = t->visible = t->wrote = 1;
     t->delete_row = 0;
     free(t->record);
-    t->record = malloc(len ? len : 1);
-    if (!t->record)
-        abort();
+    t->record = cm_xmalloc(len);
     memcpy(t->record, blob, len);
     t->record_len = len;
     return MS_OK;
@@ -855,7 +833,7 @@ static ms_err_t pg_outbox_claim(ms_engine_t *base, size_t max, int64_t lease_ms,
 {
     pg_engine_t *e = (pg_engine_t *)base;
     *n = 0;
-    int64_t now = realtime_ms(), until = now + (lease_ms > 0 ? lease_ms : 1);
+    int64_t now = cm_time_wall_ms(), until = now + (lease_ms > 0 ? lease_ms : 1);
     params_t p = {.n = 0};
     p_int(&p, until);
     p_int(&p, now);
@@ -890,9 +868,7 @@ static ms_err_t pg_outbox_claim(ms_engine_t *base, size_t max, int64_t lease_ms,
 /* "{1,2,3}": the seqs of |entries| with engine_tag |tag| (any tag when |all|), for = ANY($1). */
 static char *seq_array(const ms_outbox_entry_t *entries, size_t n, int all, int64_t tag)
 {
-    char *buf = malloc(n * 22 + 3);
-    if (!buf)
-        abort();
+    char *buf = cm_xmalloc(n * 22 + 3);
     size_t k = 0;
     buf[k++] = '{';
     for (size_t i = 0; i < n; i++) {
@@ -1036,9 +1012,7 @@ static char *read_url(const char *path, char *err, size_t errcap)
                  path && *path ? path : "(not set)", path && *path ? strerror(errno) : "required");
         return NULL;
     }
-    char *buf = calloc(1, 8192);
-    if (!buf)
-        abort();
+    char *buf = cm_xcalloc(1, 8192);
     size_t n = fread(buf, 1, 8191, f);
     int more = fgetc(f) != EOF;
     fclose(f);
@@ -1115,18 +1089,14 @@ ms_err_t ms_engine_pg_open(const ms_pg_opts_t *opts, ms_engine_t **out, char *er
         snprintf(err, errcap, "--db-pool-size must be 1..1000, --db-statement-timeout-ms >= 1");
         return MS_ERR_INVALID;
     }
-    pg_engine_t *e = calloc(1, sizeof(*e));
-    if (!e)
-        abort();
+    pg_engine_t *e = cm_xcalloc(1, sizeof(*e));
     e->base.ops = &PG_OPS;
     e->stmt_timeout_ms = opts->statement_timeout_ms;
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->schema_mu, NULL);
-    pthread_cond_init(&e->freed, NULL);
+    cm_cond_init(&e->freed);
     e->nslots = opts->pool_size;
-    e->slots = calloc((size_t)e->nslots, sizeof(*e->slots));
-    if (!e->slots)
-        abort();
+    e->slots = cm_xcalloc((size_t)e->nslots, sizeof(*e->slots));
     e->url = read_url(opts->database_url_file, err, errcap);
     if (!e->url || conn_params(e, err, errcap) != 0)
         goto fail;

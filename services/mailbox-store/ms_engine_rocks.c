@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "cm_alloc.h"
+#include "cm_time.h"
 #include "cm_log.h"
 #include "cm_rocksdb.h"
 #include "ms_keys.h"
@@ -48,13 +50,6 @@ static rk_t *rk(ms_engine_t *e)
     return (rk_t *)e;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static pthread_mutex_t *stripe(rk_t *e, const char *id)
 {
     uint32_t h = 2166136261u; /* FNV-1a */
@@ -65,9 +60,7 @@ static pthread_mutex_t *stripe(rk_t *e, const char *id)
 
 static uint8_t *dup_bytes(const void *p, size_t n)
 {
-    uint8_t *b = malloc(n ? n : 1);
-    if (!b)
-        abort();
+    uint8_t *b = cm_xmalloc(n);
     if (n)
         memcpy(b, p, n);
     return b;
@@ -223,9 +216,7 @@ static ms_err_t rk_get_idem(ms_txn_t *t, const uint8_t *hash, size_t hash_len, u
 static ms_err_t rk_put_record(ms_txn_t *t, int64_t expires_ms, const uint8_t *blob, size_t len)
 {
     char key[MS_KEY_MAX];
-    uint8_t *v = malloc(REC_HEAD + len);
-    if (!v)
-        abort();
+    uint8_t *v = cm_xmalloc(REC_HEAD + len);
     v[0] = REC_FORMAT;
     ms_be64_put(v + 1, (uint64_t)expires_ms);
     memcpy(v + REC_HEAD, blob, len);
@@ -259,9 +250,7 @@ static ms_err_t rk_delete_mailbox(ms_txn_t *t)
 
 static ms_err_t rk_add_outbox(ms_txn_t *t, ms_outbox_kind_t kind, const uint8_t *blob, size_t len)
 {
-    uint8_t *v = malloc(OUT_HEAD + len);
-    if (!v)
-        abort();
+    uint8_t *v = cm_xmalloc(OUT_HEAD + len);
     v[0] = (uint8_t)kind;
     memcpy(v + 1, t->id, MS_ID_LEN);
     memcpy(v + OUT_HEAD, blob, len);
@@ -324,9 +313,7 @@ static ms_err_t rk_sweep(ms_engine_t *eng, int64_t now, size_t batch, size_t *de
     *more = 0;
     if (batch == 0)
         return MS_OK;
-    due_t *due = calloc(batch, sizeof(*due));
-    if (!due)
-        abort();
+    due_t *due = cm_xcalloc(batch, sizeof(*due));
     char lo[2] = {'x', '/'}, hi[MS_KEY_MAX];
     size_t hil = ms_key_expiry_upto(hi, now), n = 0;
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
@@ -374,7 +361,7 @@ static ms_err_t rk_outbox_claim(ms_engine_t *eng, size_t max, int64_t lease_ms,
     *n = 0;
     pthread_mutex_lock(&e->cursor_mu);
     uint64_t from = e->cursor;
-    int64_t now = mono_ms();
+    int64_t now = cm_time_mono_ms();
     if (now - e->last_rescan_ms >= RESCAN_MS) {
         from = 0;
         e->last_rescan_ms = now;
@@ -537,9 +524,7 @@ static void outbox_scan(rk_t *e)
 ms_err_t ms_engine_rocks_open(const ms_rocks_opts_t *o, ms_engine_t **out, char *errbuf,
                               size_t errcap)
 {
-    rk_t *e = calloc(1, sizeof(*e));
-    if (!e)
-        abort();
+    rk_t *e = cm_xcalloc(1, sizeof(*e));
     e->base.ops = &RK_OPS;
     e->opts = db_options();
     char *err = NULL;
@@ -558,7 +543,7 @@ ms_err_t ms_engine_rocks_open(const ms_rocks_opts_t *o, ms_engine_t **out, char 
     for (int i = 0; i < MS_ROCKS_STRIPES; i++)
         pthread_mutex_init(&e->stripes[i], NULL);
     pthread_mutex_init(&e->cursor_mu, NULL);
-    e->last_rescan_ms = mono_ms();
+    e->last_rescan_ms = cm_time_mono_ms();
     static const char probe[] = "h/probe"; /* outside every key range in use */
     cm_rocksdb_fence_init(&e->fence, e->db, probe, sizeof(probe) - 1);
     outbox_scan(e);

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "cm_alloc.h"
+#include "cm_time.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "cm_rpc.h"
@@ -19,29 +21,16 @@ struct ms_outbox {
     pthread_t thread;
     int started;
     pthread_mutex_t mu;
-    pthread_cond_t cond; /* CLOCK_MONOTONIC */
+    pthread_cond_t cond; /* cm_cond_init */
     int stop;
     int pending; /* set by wake: new entries may be there */
 };
 
-static int64_t realtime_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 ms_outbox_t *ms_outbox_new(void)
 {
-    ms_outbox_t *ob = calloc(1, sizeof(*ob));
-    if (!ob)
-        abort();
+    ms_outbox_t *ob = cm_xcalloc(1, sizeof(*ob));
     pthread_mutex_init(&ob->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ob->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    cm_cond_init(&ob->cond);
     return ob;
 }
 
@@ -57,18 +46,13 @@ void ms_outbox_wake(void *arg)
 /* Sleeps up to |ms| unless woken (when |wakeable|) or stopped. Returns 1 when stopped. */
 static int wait_ms(ms_outbox_t *ob, int64_t ms, int wakeable)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    int64_t deadline = cm_time_mono_ms() + ms;
     pthread_mutex_lock(&ob->mu);
-    while (!ob->stop && !(wakeable && ob->pending) &&
-           pthread_cond_timedwait(&ob->cond, &ob->mu, &ts) != ETIMEDOUT)
-        ;
+    while (!ob->stop && !(wakeable && ob->pending)) {
+        int64_t left = deadline - cm_time_mono_ms();
+        if (left <= 0 || cm_cond_wait_ms(&ob->cond, &ob->mu, left) == ETIMEDOUT)
+            break;
+    }
     if (wakeable)
         ob->pending = 0;
     int stop = ob->stop;
@@ -130,7 +114,7 @@ static void enqueue(ms_outbox_t *ob, ms_notification_t *n, const uint8_t *skip, 
 {
     Tigress__Push__V1__Notification *ptrs[MS_OUTBOX_BATCH];
     size_t live = 0;
-    int64_t now = realtime_ms();
+    int64_t now = cm_time_wall_ms();
     for (size_t i = 0; i < cnt; i++) {
         if (n[i].mailbox_expires_at_ms <= now || skip[i])
             continue;

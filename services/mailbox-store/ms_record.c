@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "cm_alloc.h"
 
 #define RECORD_VERSION 1
 #define IDEM_VERSION 0xA1 /* never a method tag: records of the unversioned format fail */
@@ -34,9 +35,7 @@ typedef struct {
 
 static uint8_t *wr_alloc(wr_t *w, size_t n)
 {
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf)
-        abort();
+    uint8_t *buf = cm_xmalloc(n);
     w->p = buf;
     w->end = buf + n;
     return buf;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "cm_alloc.h"
+#include "cm_time.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "ms_engine.h"
@@ -14,24 +16,20 @@ struct ms_sweeper {
     ms_sweeper_opts_t o;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cond; /* CLOCK_MONOTONIC */
+    pthread_cond_t cond; /* cm_cond_init */
     int stop;
 };
 
 /* Waits |ms| or until stopped. Returns 1 when stopped. */
 static int pause_ms(ms_sweeper_t *sw, int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    int64_t deadline = cm_time_mono_ms() + ms;
     pthread_mutex_lock(&sw->mu);
-    while (!sw->stop && pthread_cond_timedwait(&sw->cond, &sw->mu, &ts) != ETIMEDOUT)
-        ;
+    while (!sw->stop) {
+        int64_t left = deadline - cm_time_mono_ms();
+        if (left <= 0 || cm_cond_wait_ms(&sw->cond, &sw->mu, left) == ETIMEDOUT)
+            break;
+    }
     int stop = sw->stop;
     pthread_mutex_unlock(&sw->mu);
     return stop;
@@ -81,20 +79,14 @@ static void *run(void *arg)
 
 int ms_sweeper_start(const ms_sweeper_opts_t *opts, ms_sweeper_t **out)
 {
-    ms_sweeper_t *sw = calloc(1, sizeof(*sw));
-    if (!sw)
-        abort();
+    ms_sweeper_t *sw = cm_xcalloc(1, sizeof(*sw));
     sw->o = *opts;
     if (sw->o.batch == 0)
         sw->o.batch = 256;
     if (sw->o.interval_ms <= 0)
         sw->o.interval_ms = 1000;
     pthread_mutex_init(&sw->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&sw->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    cm_cond_init(&sw->cond);
     if (pthread_create(&sw->thread, NULL, run, sw) != 0) {
         pthread_cond_destroy(&sw->cond);
         pthread_mutex_destroy(&sw->mu);

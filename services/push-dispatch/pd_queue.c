@@ -12,6 +12,9 @@
 
 #include <rocksdb/c.h>
 
+#include "cm_alloc.h"
+#include "cm_fs.h"
+#include "cm_time.h"
 #include "cm_log.h"
 #include "cm_rocksdb.h"
 #include "cm_seal.h"
@@ -64,14 +67,6 @@ void pd_entry_free(pd_entry_t *e)
     free(e);
 }
 
-static void *xrealloc(void *p, size_t n)
-{
-    void *r = realloc(p, n);
-    if (!r)
-        abort();
-    return r;
-}
-
 /* ---- heap (caller holds q->lock) ---- */
 
 static int before(const pd_entry_t *a, const pd_entry_t *b)
@@ -115,7 +110,7 @@ static void heap_push(pd_queue_t *q, pd_entry_t *e)
 {
     if (q->nheap == q->capheap) {
         q->capheap = q->capheap ? q->capheap * 2 : 64;
-        q->heap = xrealloc(q->heap, q->capheap * sizeof(*q->heap));
+        q->heap = cm_xreallocarray(q->heap, q->capheap, sizeof(*q->heap));
     }
     q->heap[q->nheap++] = e;
     heap_up(q, q->nheap - 1);
@@ -163,15 +158,11 @@ static int db_get_str(pd_queue_t *q, const char *key, size_t klen, char *out, si
 
 static pd_entry_t *entry_from_notification(const Tigress__Push__V1__Notification *n)
 {
-    pd_entry_t *e = calloc(1, sizeof(*e));
-    if (!e)
-        abort();
+    pd_entry_t *e = cm_xcalloc(1, sizeof(*e));
     snprintf(e->id, sizeof(e->id), "%s", n->notification_id);
     snprintf(e->mailbox, sizeof(e->mailbox), "%s", n->mailbox_id);
     snprintf(e->type, sizeof(e->type), "%s", n->token_type);
-    e->token = strdup(n->token_data ? n->token_data : "");
-    if (!e->token)
-        abort();
+    e->token = cm_xstrdup(n->token_data ? n->token_data : "");
     e->expires_ms = n->mailbox_expires_at_ms;
     e->created_ms = n->created_at_ms;
     return e;
@@ -185,10 +176,8 @@ static size_t pack_entry(const pd_queue_t *q, const pd_entry_t *e, uint8_t **out
     Tigress__Push__V1__Notification n = TIGRESS__PUSH__V1__NOTIFICATION__INIT;
     Tigress__Push__V1__QueuedNotification qn = TIGRESS__PUSH__V1__QUEUED_NOTIFICATION__INIT;
     size_t tl = strlen(e->token);
-    uint8_t *sealed = malloc(cm_seal_sealed_len(tl));
+    uint8_t *sealed = cm_xmalloc(cm_seal_sealed_len(tl));
     *out = NULL;
-    if (!sealed)
-        abort();
     cm_seal_err_t se =
         cm_seal_encrypt(q->ring, e->mailbox, strlen(e->mailbox), e->token, tl, sealed);
     if (se != CM_SEAL_OK) {
@@ -207,9 +196,7 @@ static size_t pack_entry(const pd_queue_t *q, const pd_entry_t *e, uint8_t **out
     qn.sealed_token.data = sealed;
     qn.sealed_token.len = cm_seal_sealed_len(tl);
     size_t len = tigress__push__v1__queued_notification__get_packed_size(&qn);
-    *out = malloc(len ? len : 1);
-    if (!*out)
-        abort();
+    *out = cm_xmalloc(len);
     tigress__push__v1__queued_notification__pack(&qn, *out);
     free(sealed);
     return len;
@@ -225,15 +212,11 @@ static cm_seal_err_t unseal_token(const pd_queue_t *q,
     *legacy = 0;
     if (qn->sealed_token.len == 0) {
         *legacy = 1;
-        *token = strdup(n->token_data ? n->token_data : "");
-        if (!*token)
-            abort();
+        *token = cm_xstrdup(n->token_data ? n->token_data : "");
         return CM_SEAL_OK;
     }
     size_t len = 0;
-    char *t = malloc(qn->sealed_token.len + 1);
-    if (!t)
-        abort();
+    char *t = cm_xmalloc(qn->sealed_token.len + 1);
     cm_seal_err_t rc =
         cm_seal_decrypt(q->ring, n->mailbox_id, strlen(n->mailbox_id), qn->sealed_token.data,
                         qn->sealed_token.len, (uint8_t *)t, &len, NULL);
@@ -247,25 +230,6 @@ static cm_seal_err_t unseal_token(const pd_queue_t *q,
 }
 
 /* ---- open / close ---- */
-
-static int mkdirs(const char *path)
-{
-    char buf[1024];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof(buf))
-        return -1;
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == '\0') {
-            char c = buf[i];
-            buf[i] = '\0';
-            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-                return -1;
-            buf[i] = c;
-        }
-    }
-    return 0;
-}
 
 /* Every write goes through here (see cm_rocksdb.h). Returns 0, or -1 when fenced or failed. */
 static int qwrite(pd_queue_t *q, rocksdb_writeoptions_t *wo, rocksdb_writebatch_t *wb,
@@ -379,16 +343,14 @@ static int load(pd_queue_t *q)
 
 int pd_queue_open(const char *dir, uint32_t budget, const cm_seal_ring_t *ring, pd_queue_t **out)
 {
-    pd_queue_t *q = calloc(1, sizeof(*q));
+    pd_queue_t *q = cm_xcalloc(1, sizeof(*q));
     char *err = NULL;
-    if (!q)
-        abort();
     q->budget = budget;
     q->ring = ring;
     pthread_mutex_init(&q->wlock, NULL);
     pthread_mutex_init(&q->lock, NULL);
-    pthread_cond_init(&q->cond, NULL);
-    if (mkdirs(dir) != 0) {
+    cm_cond_init(&q->cond);
+    if (cm_fs_mkdir_p(dir, 0700) != 0) {
         CM_ERROR(NULL, "cannot create data dir %s: %s", dir, strerror(errno));
         goto fail;
     }
@@ -475,13 +437,11 @@ int pd_queue_enqueue(pd_queue_t *q, Tigress__Push__V1__Notification *const *ns, 
         uint32_t count;
         int64_t expires;
         int dirty;
-    } *mb = calloc(n ? n : 1, sizeof(*mb));
+    } *mb = cm_xcalloc(n, sizeof(*mb));
     size_t nmb = 0;
-    pd_entry_t **fresh = calloc(n ? n : 1, sizeof(*fresh));
+    pd_entry_t **fresh = cm_xcalloc(n, sizeof(*fresh));
     size_t nfresh = 0;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    if (!mb || !fresh)
-        abort();
 
     pthread_mutex_lock(&q->wlock);
     for (size_t i = 0; i < n; i++) {
@@ -723,14 +683,14 @@ int pd_queue_take(pd_queue_t *q, pd_entry_t **out)
         int64_t now = pd_now_ms();
         if (q->heap[0]->next_ms <= now)
             break;
-        int64_t at = q->heap[0]->next_ms;
-        struct timespec ts = {.tv_sec = at / 1000, .tv_nsec = (long)(at % 1000) * 1000000L};
-        pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+        /* next_ms is wall-clock (it is stored); the wait itself runs on the monotonic clock,
+         * and the loop rechecks against the wall clock. */
+        cm_cond_wait_ms(&q->cond, &q->lock, q->heap[0]->next_ms - now);
     }
     pd_entry_t *e = heap_pop(q);
     if (q->nflight == q->capflight) {
         q->capflight = q->capflight ? q->capflight * 2 : 32;
-        q->flight = xrealloc(q->flight, q->capflight * sizeof(*q->flight));
+        q->flight = cm_xreallocarray(q->flight, q->capflight, sizeof(*q->flight));
     }
     q->flight[q->nflight++] = e;
     pthread_mutex_unlock(&q->lock);

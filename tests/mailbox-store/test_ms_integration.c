@@ -39,8 +39,20 @@
 #define CLAIM_A "aaaaaaaa-0000-4000-8000-000000000001"
 #define CLAIM_B "bbbbbbbb-0000-4000-8000-000000000002"
 #define CLAIM_C "cccccccc-0000-4000-8000-000000000003"
-#define START_MS 30000
-#define CALL_MS 10000
+/* Deadlines and upper bounds get SLOW(ms): 4 times the room under ThreadSanitizer, which slows
+ * the store and this client several times over (tests/run runs this suite under TSan). */
+#if defined(__SANITIZE_THREAD__)
+#define SLOW(ms) ((ms)*4)
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SLOW(ms) ((ms)*4)
+#endif
+#endif
+#ifndef SLOW
+#define SLOW(ms) (ms)
+#endif
+#define START_MS SLOW(30000)
+#define CALL_MS SLOW(10000)
 
 typedef struct {
     ms_tengine_t eng; /* the storage the store runs on */
@@ -89,7 +101,7 @@ static void channel_drop(fx_t *fx)
 static void store_stop(fx_t *fx)
 {
     channel_drop(fx);
-    assert_int_equal(th_proc_stop_clean(&fx->proc, "mailbox-store", 20000), 0);
+    assert_int_equal(th_proc_stop_clean(&fx->proc, "mailbox-store", SLOW(20000)), 0);
 }
 
 static int setup(void **state)
@@ -495,7 +507,7 @@ static void health_unknown_metrics(void **state)
     assert_int_equal(call(fx, "NoSuchMethod", &r.base,
                           &tigress__mailbox__v1__read_display_response__descriptor, NULL),
                      GRPC_STATUS_UNIMPLEMENTED);
-    assert_true(th_now_ms() - t0 < 1000);
+    assert_true(th_now_ms() - t0 < SLOW(1000));
     char id[37];
     new_id(id);
     assert_int_equal(create(fx, id, CLAIM_A, "", "", 60, NULL, NULL), 0);
@@ -865,8 +877,8 @@ static void sigterm_drains(void **state)
     /* SIGTERM while calls are in flight: exit 0, and every acknowledged create survives */
     kill(fx->proc.pid, SIGTERM);
     long long t0 = th_now_ms();
-    assert_int_equal(th_proc_stop_clean(&fx->proc, "mailbox-store", 20000), 0);
-    assert_true(th_now_ms() - t0 < 15000);
+    assert_int_equal(th_proc_stop_clean(&fx->proc, "mailbox-store", SLOW(20000)), 0);
+    assert_true(th_now_ms() - t0 < SLOW(15000));
     for (;;) {
         pthread_mutex_lock(&a.mu);
         int d = a.done;
@@ -1019,7 +1031,7 @@ static void forwarder_delivers_and_retries(void **state)
     assert_int_equal(update(fx, id, CLAIM_A, "", NULL, NULL), 0);
     assert_int_equal(update(fx, id, CLAIM_B, "", NULL, NULL), 0);
     /* two failed calls (backoff 100 + 200 ms), then the three notifications in order */
-    long long end = th_now_ms() + 20000;
+    long long end = th_now_ms() + SLOW(20000);
     for (;;) {
         pthread_mutex_lock(&f.mu);
         int done = f.notifications == 3;
@@ -1029,7 +1041,7 @@ static void forwarder_delivers_and_retries(void **state)
         usleep(20000);
     }
     assert_int_equal(del(fx, id, CLAIM_A), 0);
-    for (end = th_now_ms() + 20000;;) {
+    for (end = th_now_ms() + SLOW(20000);;) {
         pthread_mutex_lock(&f.mu);
         int done = f.cancels == 1;
         pthread_mutex_unlock(&f.mu);
@@ -1095,13 +1107,13 @@ static void drain_reports_not_serving(void **state)
     char id[37];
     new_id(id);
     assert_int_equal(create(fx, id, CLAIM_A, "", "", 60, NULL, NULL), 0);
-    assert_int_equal(cm_rpc_health_check(fx->ch, "", 5000), 1);
-    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 5000), 1);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "", CALL_MS), 1);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", CALL_MS), 1);
     kill(fx->proc.pid, SIGTERM);
     long long t0 = th_now_ms();
     int seen_not_serving = 0, served_while_draining = 0, serving_after = 0, gone = 0;
-    while (th_now_ms() - t0 < 15000) {
-        int h = cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 2000);
+    while (th_now_ms() - t0 < SLOW(15000)) {
+        int h = cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", SLOW(2000));
         if (h == 0 && !seen_not_serving) {
             seen_not_serving = 1;
             /* still answering while NOT_SERVING */
@@ -1175,11 +1187,11 @@ static void disk_full_not_serving(void **state)
     }
     assert_true(unavailable);
     long long t0 = th_now_ms();
-    while (cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 2000) != 0 &&
-           th_now_ms() - t0 < 10000)
+    while (cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", SLOW(2000)) != 0 &&
+           th_now_ms() - t0 < SLOW(10000))
         usleep(50000);
-    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 2000), 0);
-    assert_int_equal(cm_rpc_health_check(fx->ch, "", 2000), 0);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", SLOW(2000)), 0);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "", SLOW(2000)), 0);
     char *m = http_get(fx->admin_port, "/readyz");
     assert_non_null(m);
     assert_non_null(strstr(m, " 503 "));
@@ -1197,11 +1209,11 @@ static void disk_full_not_serving(void **state)
      * replays the WAL. SIGTERM still exits 0, and every acknowledged create is there. */
     assert_int_equal(unlink(filler), 0);
     usleep(300000);
-    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 2000), 0);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", SLOW(2000)), 0);
     assert_int_equal(create(fx, extra, CLAIM_A, "", "", 600, NULL, NULL), GRPC_STATUS_UNAVAILABLE);
     store_stop(fx);
     store_start(fx);
-    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", 2000), 1);
+    assert_int_equal(cm_rpc_health_check(fx->ch, "tigress.mailbox.v1.MailboxStore", SLOW(2000)), 1);
     for (int i = 0; i < n; i++)
         assert_int_equal(read_display(fx, ids[i]), GRPC_STATUS_OK);
     assert_int_equal(read_display(fx, extra), GRPC_STATUS_NOT_FOUND);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <rocksdb/c.h>
 
+#include "cm_corr.h"
 #include "cm_seal.h"
 #include "ms_core.h"
 #include "ms_engine.h"
@@ -309,6 +310,12 @@ static void create_validation(void **state)
     memset(longcorr, 'c', sizeof(longcorr) - 1);
     longcorr[299] = 0;
     assert_int_equal(create(fx, ID1, CLAIM_A, longcorr, "", 60, 0, 0, 0), INV);
+    /* the shared correlation-id rule (cm_corr.h): 1..CM_CORR_ID_MAX visible ASCII characters */
+    longcorr[CM_CORR_ID_MAX + 1] = 0;
+    assert_int_equal(create(fx, ID1, CLAIM_A, longcorr, "", 60, 0, 0, 0), INV);
+    const char *bad_corr[] = {"has space", "tab\t", "nl\n", "caf\xc3\xa9", "\x7f"};
+    for (size_t i = 0; i < sizeof(bad_corr) / sizeof(bad_corr[0]); i++)
+        assert_int_equal(create(fx, ID1, CLAIM_A, bad_corr[i], "", 60, 0, 0, 0), INV);
     char longclaim[MS_MAX_CLAIM_LEN + 2];
     memset(longclaim, 'x', sizeof(longclaim) - 1);
     longclaim[sizeof(longclaim) - 1] = 0;
@@ -320,7 +327,8 @@ static void create_validation(void **state)
     assert_int_equal(read_display(fx, ID1), MS_ERR_NOT_FOUND);
     assert_int_equal(db_mentions(fx, ID1), 0);
     /* bounds are inclusive */
-    assert_int_equal(create(fx, ID1, CLAIM_A, "", "DWR", 172800, 0, 0, 0), MS_OK);
+    longcorr[CM_CORR_ID_MAX] = 0;
+    assert_int_equal(create(fx, ID1, CLAIM_A, longcorr, "DWR", 172800, 0, 0, 0), MS_OK);
     assert_int_equal(create(fx, ID2, CLAIM_A, "", "", 1, 0, 0, 0), MS_OK);
 }
 

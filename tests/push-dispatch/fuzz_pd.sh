@@ -22,7 +22,7 @@ clang -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
   $(pkg-config --cflags libnghttp2 openssl libcjson libcurl rocksdb libprotobuf-c) \
   "$src/tests/push-dispatch/fuzz_pd.c" "$pd/pd_http.c" "$pd/pd_jwt.c" "$pd/pd_queue.c" \
   "$src/common/cm_log.c" "$src/common/cm_config.c" "$src/common/cm_b64.c" "$src/common/cm_rocksdb.c" \
-  "$src/common/cm_seal.c" "$src/common/cm_alloc.c" \
+  "$src/common/cm_seal.c" "$src/common/cm_alloc.c" "$src/common/cm_fs.c" "$src/common/cm_time.c" \
   "$gen/tigress/push/v1/push_dispatch.pb-c.c" -o "$out/fuzz_pd" \
   $(pkg-config --libs libnghttp2 openssl libcjson libcurl rocksdb libprotobuf-c) -lpthread -lm
 # seeds: one per parser
