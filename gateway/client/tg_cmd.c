@@ -267,13 +267,8 @@ int tg_cmd_send(int argc, char **argv)
         return rc < 0 ? TG_EXIT_OK : rc;
     if ((rc = tg_want_args(argc, 1, 1, "one FILE or -")) != 0)
         return rc;
-    if (!o.relay)
-        o.relay = getenv("TIGRESS_RELAY");
-    if (!o.relay || tc_relay_base_parse(o.relay, base) != TC_OK) {
-        tg_err("%s", o.relay ? "--relay wants https://HOST[:PORT][/PATH]"
-                             : "no relay: give --relay URL or set TIGRESS_RELAY");
-        return TG_EXIT_USAGE;
-    }
+    if ((rc = tg_relay_base(o.relay, base)) != 0)
+        return rc;
     tc_create_t in = {.type = o.type,
                       .title = o.title,
                       .description = o.description,

@@ -270,13 +270,8 @@ int tg_cmd_demo(int argc, char **argv)
         return rc < 0 ? TG_EXIT_OK : rc;
     if ((rc = tg_want_args(argc, 0, 0, "no arguments")) != 0)
         return rc;
-    if (!o.relay)
-        o.relay = getenv("TIGRESS_RELAY");
-    if (!o.relay || tc_relay_base_parse(o.relay, base) != TC_OK) {
-        tg_err("%s", o.relay ? "--relay wants https://HOST[:PORT][/PATH]"
-                             : "no relay: give --relay URL or set TIGRESS_RELAY");
-        return TG_EXIT_USAGE;
-    }
+    if ((rc = tg_relay_base(o.relay, base)) != 0)
+        return rc;
     demo_t d = {.type = o.type};
     device_t owner = {.name = "owner"}, friend = {.name = "friend"};
     size_t kcr_len = 0;

@@ -266,3 +266,14 @@ int tg_share_arg(char *arg, int need_secret, tc_share_t *out)
     }
     return 0;
 }
+
+int tg_relay_base(const char *relay, char base[TC_URL_MAX])
+{
+    if (!relay)
+        relay = getenv("TIGRESS_RELAY");
+    if (relay && tc_relay_base_parse(relay, base) == TC_OK)
+        return 0;
+    tg_err("%s", relay ? "--relay wants https://HOST[:PORT][/PATH]"
+                       : "no relay: give --relay URL or set TIGRESS_RELAY");
+    return TG_EXIT_USAGE;
+}

@@ -56,4 +56,8 @@ int tg_parse_duration(const char *s, long *seconds);
  * parsed. Returns 0 or an exit code (reported). |need_secret|: fail without a fragment. */
 int tg_share_arg(char *arg, int need_secret, tc_share_t *out);
 
+/* The relay base URL into |base|: |relay| (--relay) or else $TIGRESS_RELAY. Returns 0, or
+ * TG_EXIT_USAGE (reported) when neither is given or the URL is not a relay URL. */
+int tg_relay_base(const char *relay, char base[TC_URL_MAX]);
+
 #endif
