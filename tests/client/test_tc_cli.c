@@ -946,7 +946,10 @@ static void demo_flows(void **state)
 static void errors_are_one_line(void **state)
 {
     write_file(path_in("err.bin"), "x", 1);
+    /* A port nobody listens on, held so no server can take it meanwhile. */
     int port = free_port();
+    int hold = th_port_hold(port);
+    assert_true(hold >= 0);
     char dead[64], url[256];
     snprintf(dead, sizeof(dead), "http://127.0.0.1:%d", port);
     cli_t r;
@@ -958,6 +961,7 @@ static void errors_are_one_line(void **state)
     CLI(&r, NULL, "receive", url, device("er-a"));
     expect_error_line(&r, 6, "relay unreachable");
     cli_free(&r);
+    th_port_release(hold);
     /* an https relay whose certificate is not trusted */
     CLI_ENV(&r, NULL, ((const char *const[]){"TIGRESS_CACERT=", NULL}), "send", "--relay",
             E.https_base, device("er-a"), path_in("err.bin"));

@@ -152,7 +152,8 @@ static void store_killed_and_back(void **state)
     snprintf(path, sizeof(path), "/v1/m/%s", id);
     hung_store(&t, T_store.pid, path);
 
-    th_proc_kill9(&T_store);
+    int hold = th_proc_kill9_hold(&T_store, sport);
+    assert_true(hold >= 0);
     th_proc_cleanup(&T_store);
     long long t0 = th_now_ms();
     th_api_do(&t, "GET", path, NULL, NULL, &r);
@@ -182,6 +183,7 @@ static void store_killed_and_back(void **state)
 
     /* back on the same port with the same data */
     assert_int_equal(th_api_store_start(&T_store, data_dir, sport), 0);
+    th_port_release(hold);
     long long restarted = th_now_ms();
     if (readyz_until(&t, 200, 20000) != 200)
         fail_msg("API not ready 20 s after the store came back");

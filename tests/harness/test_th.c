@@ -1,7 +1,7 @@
 /* The harness itself: a proc's temp dir (ready file, log) outlives stop so tests can read the
  * log, th_proc_cleanup removes it, and whatever is left goes when the test process exits;
  * nothing a test started outlives the test, however the test process ends;
- * th_proc_stop_clean; th_http against a minimal HTTP/1.1 server. */
+ * th_proc_stop_clean; th_http against a minimal HTTP/1.1 server; th_port_hold. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -285,6 +285,100 @@ static void http_request_and_answer(void **state)
     curl_easy_cleanup(c);
 }
 
+static int bound_socket(int port, int reuse)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int port_of(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    return ntohs(a.sin_port);
+}
+
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A held port refuses connections, is never handed out for an outgoing connection, and a
+ * server restarted on it binds and listens beside the hold. */
+static void port_hold_keeps_a_port_for_a_restart(void **state)
+{
+    (void)state;
+    int srv = bound_socket(0, 1);
+    assert_true(srv >= 0);
+    int port = port_of(srv);
+    assert_int_equal(listen(srv, 4096), 0);
+    close(srv); /* the server is "killed" */
+
+    int hold = th_port_hold(port);
+    assert_true(hold >= 0);
+    errno = 0;
+    assert_int_equal(connect_to(port), -1);
+    assert_int_equal(errno, ECONNREFUSED);
+
+    /* Many more held ports beside it, then a few thousand outgoing connections: none of them
+     * may come from a held port (were the ports free, about 3000 * 800 / 28232 = 85 would). */
+    enum { HELD = 800, CONNS = 3000 }; /* fits a 1024-descriptor limit */
+    static int held[HELD];
+    static unsigned char is_held[65536];
+    is_held[port] = 1;
+    for (int i = 0; i < HELD; i++) {
+        int fd = bound_socket(0, 1);
+        assert_true(fd >= 0);
+        held[i] = th_port_hold(port_of(fd));
+        close(fd);
+        assert_true(held[i] >= 0);
+        is_held[port_of(held[i])] = 1;
+    }
+    int lsn = bound_socket(0, 1);
+    assert_true(lsn >= 0);
+    assert_int_equal(listen(lsn, 4096), 0);
+    int collisions = 0;
+    for (int i = 0; i < CONNS; i++) {
+        int c = connect_to(port_of(lsn));
+        assert_true(c >= 0);
+        collisions += is_held[port_of(c)];
+        int a = accept(lsn, NULL, NULL);
+        assert_true(a >= 0);
+        close(a);
+        close(c);
+    }
+    close(lsn);
+    for (int i = 0; i < HELD; i++)
+        th_port_release(held[i]);
+    assert_int_equal(collisions, 0);
+
+    /* The restart: binds with SO_REUSEADDR beside the hold and serves. */
+    srv = bound_socket(port, 1);
+    assert_true(srv >= 0);
+    assert_int_equal(listen(srv, 16), 0);
+    th_port_release(hold);
+    int c = connect_to(port);
+    assert_true(c >= 0);
+    close(c);
+    close(srv);
+}
+
 int main(void)
 {
     unsetenv("TH_KEEP");
@@ -296,6 +390,7 @@ int main(void)
         cmocka_unit_test(nothing_left_after_sigkill),
         cmocka_unit_test(nothing_left_after_sigterm),
         cmocka_unit_test(http_request_and_answer),
+        cmocka_unit_test(port_hold_keeps_a_port_for_a_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

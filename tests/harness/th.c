@@ -2,13 +2,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -422,4 +426,36 @@ void th_proc_kill9(th_proc_t *p)
     p->pid = 0;
     free(p->ready_json);
     p->ready_json = NULL;
+}
+
+int th_port_hold(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* The old server's connections may linger in TIME_WAIT: a short retry covers its exit. */
+    for (int attempt = 0; attempt < 50; attempt++) {
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+            bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+            return fd;
+        usleep(20 * 1000);
+    }
+    fprintf(stderr, "th: could not hold port %d: %s\n", port, strerror(errno));
+    close(fd);
+    return -1;
+}
+
+void th_port_release(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+int th_proc_kill9_hold(th_proc_t *p, int port)
+{
+    th_proc_kill9(p);
+    return th_port_hold(port);
 }

@@ -59,6 +59,20 @@ void th_proc_kill9(th_proc_t *p);
  * TH_KEEP=1 to keep every dir (the paths are printed) for a post-mortem. */
 void th_proc_cleanup(th_proc_t *p);
 
+/* A test that kills a server and starts it again on the same port must keep that port while
+ * the server is down. Ports handed out by the kernel come from the ephemeral range, so another
+ * process's outgoing connection may take it in the meantime, or a peer that keeps retrying
+ * connects to itself (a loopback "self-connect"); the restart then fails with EADDRINUSE.
+ * th_port_hold binds 127.0.0.1:|port| without listening: connects to it are still refused, and
+ * the kernel never picks an explicitly bound port for an outgoing connection. The restarted
+ * server binds beside it (it must set SO_REUSEADDR, as gRPC core, PostgreSQL and Python's
+ * servers do); th_port_release then closes the hold. Returns the socket, or -1. */
+int th_port_hold(int port);
+void th_port_release(int fd);
+
+/* th_proc_kill9, then th_port_hold(|port|). Returns the hold (or -1). */
+int th_proc_kill9_hold(th_proc_t *p, int port);
+
 /* Milliseconds on a monotonic clock. */
 long long th_now_ms(void);
 

@@ -650,6 +650,10 @@ int th_pg_promote(th_pg_t *pg)
 int th_pg_restart(th_pg_t *pg, th_pg_node_t *node)
 {
     node_kill(node);
+    /* The stores keep reconnecting while it is down: keep its port (see th_port_hold). */
+    int hold = th_port_hold(node->port);
     const char *standby_extra[] = {"synchronous_standby_names=", NULL};
-    return node_start(pg, node, node == &pg->standby ? standby_extra : NULL);
+    int rc = node_start(pg, node, node == &pg->standby ? standby_extra : NULL);
+    th_port_release(hold);
+    return rc;
 }

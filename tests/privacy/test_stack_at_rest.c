@@ -47,6 +47,7 @@ typedef struct {
     char db_url_file[600]; /* PostgreSQL: this test's database */
     char db[32];
     int store_port, http_port;
+    int pd_hold; /* th_port_hold of push-dispatch's port while it is down, or -1 */
     CURL *curl;
     /* every claim and token the run used, to search for */
     char *secrets[MAX_SECRETS];
@@ -150,6 +151,8 @@ static void stop_all(stk_t *s)
     assert_int_equal(th_proc_stop_clean(&s->gw, "gateway", 20000), 0);
     assert_int_equal(th_proc_stop_clean(&s->store, "mailbox-store", 20000), 0);
     assert_int_equal(pdt_pd_stop(&s->t), 0);
+    s->pd_hold = th_port_hold(s->t.grpc_port);
+    assert_true(s->pd_hold >= 0);
 }
 
 static void start_all(stk_t *s)
@@ -157,6 +160,8 @@ static void start_all(stk_t *s)
     /* push-dispatch keeps its port across restarts, so the store's channel finds it. */
     s->t.pd_listen_port = s->t.grpc_port;
     assert_int_equal(pd_start(s), 0);
+    th_port_release(s->pd_hold);
+    s->pd_hold = -1;
     assert_int_equal(store_start(s), 0);
     assert_int_equal(gw_start(s), 0);
 }
@@ -166,6 +171,7 @@ static int setup(void **state)
     stk_t *s = calloc(1, sizeof(*s));
     if (!s || pdt_init(&s->t) != 0)
         return -1;
+    s->pd_hold = -1;
     snprintf(s->store_data, sizeof(s->store_data), "%s/store", s->t.dir);
     snprintf(s->token_ring, sizeof(s->token_ring), "%s/token-keys", s->t.dir);
     snprintf(s->claim_ring, sizeof(s->claim_ring), "%s/claim-keys", s->t.dir);
@@ -193,6 +199,7 @@ static int teardown(void **state)
         curl_easy_cleanup(s->curl);
     pdt_proc_cleanup(&s->gw);
     pdt_proc_cleanup(&s->store);
+    th_port_release(s->pd_hold);
     pdt_fini(&s->t);
     for (size_t i = 0; i < s->nsecrets; i++)
         free(s->secrets[i]);
@@ -511,12 +518,16 @@ static void relinquish_drops_pending(void **state)
     /* Pushes still in the store's outbox (push-dispatch down) when the receiver leaves: the
      * forwarder drops them together with the marker, push-dispatch never sees them. */
     assert_int_equal(pdt_pd_stop(t), 0);
+    s->pd_hold = th_port_hold(t->grpc_port);
+    assert_true(s->pd_hold >= 0);
     assert_int_equal(update(s, a, rc2, tr2), 200);
     assert_int_equal(update(s, a, sc, ts), 200);
     assert_int_equal(update(s, a, sc, ts), 200);
     assert_int_equal(api(s, "PATCH", a, rc2, NULL), 200);
     t->pd_listen_port = t->grpc_port;
     assert_int_equal(pd_start(s), 0);
+    th_port_release(s->pd_hold);
+    s->pd_hold = -1;
     assert_int_equal(pdt_wait(t, "apns", 200, ts, 3, 30000), 3);
     pdt_sleep_ms(2000);
     assert_int_equal(pdt_count(t, "apns", 0, tr2), 0);

@@ -74,7 +74,8 @@ static void test_provider_down_then_back(void **state)
     pdt_t *t = *state;
     assert_int_equal(pdt_fake_start(t, "apns", 0, 0), 0);
     int port = t->apns_port;
-    th_proc_kill9(&t->apns);
+    int hold = th_proc_kill9_hold(&t->apns, port);
+    assert_true(hold >= 0);
     /* Enough attempts to outlast the outage (100 ms doubling to a 1 s cap). */
     const char *extra[] = {"--max-attempts=30", NULL};
     assert_int_equal(pdt_pd_start(t, extra), 0);
@@ -82,6 +83,7 @@ static void test_provider_down_then_back(void **state)
     pdt_sleep_ms(2500);
     assert_true(pdt_metric(t, "push_dispatch_retried_total{provider=\"apns\"}") >= 5);
     assert_int_equal(pdt_fake_start(t, "apns", port, 0), 0);
+    th_port_release(hold);
     assert_int_equal(pdt_wait(t, "apns", 200, NULL, 5, 20000), 5);
     assert_int_equal(pdt_count_distinct(t, "apns", 200), 5);
     assert_int_equal(pdt_metric(t, "push_dispatch_failed_total{provider=\"apns\"}"), -1);

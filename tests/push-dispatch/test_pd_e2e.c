@@ -271,18 +271,22 @@ static void test_store_kill9_burst(void **state)
     }
     /* A slow provider, so push-dispatch has a backlog when it is killed. */
     pdt_ctl(t, "apns", "{\"delay_ms\":10}");
-    int port = e->store_port, killed = 0, failed = 0, backlog = 0;
+    int port = e->store_port, killed = 0, failed = 0, backlog = 0, store_hold = -1;
     for (int i = 0; i < N; i++) {
         if (i == N / 4) {
             /* Restarted on the same port: the store's channel reconnects by itself. */
             t->pd_listen_port = t->grpc_port;
             backlog = i - pdt_count(t, "apns", 200, NULL);
             pdt_pd_kill9(t);
+            int hold = th_port_hold(t->pd_listen_port);
+            assert_true(hold >= 0);
             const char *extra[] = {"--mailbox-budget=2000", NULL};
             assert_int_equal(pdt_pd_start(t, extra), 0);
+            th_port_release(hold);
         }
         if (i == N / 2) {
-            th_proc_kill9(&e->store);
+            store_hold = th_proc_kill9_hold(&e->store, port);
+            assert_true(store_hold >= 0);
             killed = 1;
         }
         long st = update(e, ids[i], receiver, corrs[i], rt);
@@ -290,6 +294,7 @@ static void test_store_kill9_burst(void **state)
             failed++;
             if (killed == 1) {
                 assert_int_equal(store_start(e, port), 0);
+                th_port_release(store_hold);
                 killed = 2;
             }
             /* The phone retries with the same correlation id until it gets an answer. */

@@ -644,7 +644,8 @@ static void killed_shard(void **state)
         fail_msg("shard %d owns %zu of %d mailboxes", VICTIM, on_victim, NKILL);
 
     long long t0 = th_now_ms();
-    th_proc_kill9(&F.sh[VICTIM].proc);
+    int hold = th_proc_kill9_hold(&F.sh[VICTIM].proc, F.sh[VICTIM].port);
+    assert_true(hold >= 0);
     th_proc_cleanup(&F.sh[VICTIM].proc);
 
     for (int i = 0; i < NKILL; i++) {
@@ -686,6 +687,7 @@ static void killed_shard(void **state)
 
     /* restart on the same port and data dir */
     assert_int_equal(shard_start(VICTIM), 0);
+    th_port_release(hold);
     long long t1 = th_now_ms();
     for (int i = 0; i < NKILL; i++)
         if (m[i].owner == VICTIM) {
