@@ -436,7 +436,7 @@ int th_port_hold(int port)
     int one = 1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    /* The old server's connections may linger in TIME_WAIT: a short retry covers its exit. */
+    /* A connection that took the port while it was free may still be closing: retry a while. */
     for (int attempt = 0; attempt < 50; attempt++) {
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
             bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0)

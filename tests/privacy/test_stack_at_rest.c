@@ -145,23 +145,34 @@ static int gw_start(stk_t *s)
     return 0;
 }
 
-/* Stops the three services cleanly (exit 0), push-dispatch last. */
-static void stop_all(stk_t *s)
+/* Stops push-dispatch cleanly (exit 0) and holds its port for pd_up. */
+static void pd_down(stk_t *s)
 {
-    assert_int_equal(th_proc_stop_clean(&s->gw, "gateway", 20000), 0);
-    assert_int_equal(th_proc_stop_clean(&s->store, "mailbox-store", 20000), 0);
     assert_int_equal(pdt_pd_stop(&s->t), 0);
     s->pd_hold = th_port_hold(s->t.grpc_port);
     assert_true(s->pd_hold >= 0);
 }
 
-static void start_all(stk_t *s)
+/* push-dispatch keeps its port across restarts, so the store's channel finds it. */
+static void pd_up(stk_t *s)
 {
-    /* push-dispatch keeps its port across restarts, so the store's channel finds it. */
     s->t.pd_listen_port = s->t.grpc_port;
     assert_int_equal(pd_start(s), 0);
     th_port_release(s->pd_hold);
     s->pd_hold = -1;
+}
+
+/* Stops the three services cleanly (exit 0), push-dispatch last. */
+static void stop_all(stk_t *s)
+{
+    assert_int_equal(th_proc_stop_clean(&s->gw, "gateway", 20000), 0);
+    assert_int_equal(th_proc_stop_clean(&s->store, "mailbox-store", 20000), 0);
+    pd_down(s);
+}
+
+static void start_all(stk_t *s)
+{
+    pd_up(s);
     assert_int_equal(store_start(s), 0);
     assert_int_equal(gw_start(s), 0);
 }
@@ -517,17 +528,12 @@ static void relinquish_drops_pending(void **state)
     assert_int_equal(api(s, "POST", a, rc2, NULL), 200);
     /* Pushes still in the store's outbox (push-dispatch down) when the receiver leaves: the
      * forwarder drops them together with the marker, push-dispatch never sees them. */
-    assert_int_equal(pdt_pd_stop(t), 0);
-    s->pd_hold = th_port_hold(t->grpc_port);
-    assert_true(s->pd_hold >= 0);
+    pd_down(s);
     assert_int_equal(update(s, a, rc2, tr2), 200);
     assert_int_equal(update(s, a, sc, ts), 200);
     assert_int_equal(update(s, a, sc, ts), 200);
     assert_int_equal(api(s, "PATCH", a, rc2, NULL), 200);
-    t->pd_listen_port = t->grpc_port;
-    assert_int_equal(pd_start(s), 0);
-    th_port_release(s->pd_hold);
-    s->pd_hold = -1;
+    pd_up(s);
     assert_int_equal(pdt_wait(t, "apns", 200, ts, 3, 30000), 3);
     pdt_sleep_ms(2000);
     assert_int_equal(pdt_count(t, "apns", 0, tr2), 0);
